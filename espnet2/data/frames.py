@@ -13,8 +13,8 @@ such geometry (see :func:`compose`), e.g. the wav2vec 2.0 CNN is (400, 320, 0).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 
@@ -55,7 +55,11 @@ class FrameGeometry:
 def compose(layers: Iterable[tuple[int, int]]) -> FrameGeometry:
     """Geometry of stacked unpadded convolutions given as ``(kernel, stride)`` pairs.
 
-    ``floor((floor((n - k1) / s1) + 1 - k2) / s2) + 1 == floor((n - k1 - (k2 - 1) s1) / (s1 s2)) + 1``
+    Nested floors of integer divisions compose::
+
+        floor((floor((n - k1) / s1) + 1 - k2) / s2) + 1
+        == floor((n - k1 - (k2 - 1) s1) / (s1 s2)) + 1
+
     so receptive fields and strides compose exactly.
     """
     rf, stride = 1, 1

@@ -33,4 +33,4 @@ class AbsEncoder(torch.nn.Module, ABC):
 
     def num_layers(self) -> int:
         """Number of blocks (= len(hidden_states) with return_all_hs)."""
-        return len(getattr(self, "encoders"))
+        return len(self.encoders)

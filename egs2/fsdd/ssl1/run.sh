@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# FSDD example: pre-train a small HuBERT (MFCC k-means labels) and a small DinoSR on 4 speakers,
+# probe both on 2 held-out speakers. CPU, ~10 minutes.
+#   ./run.sh [--fsdd_root /path/to/fsdd] [--subset N] [any ssl.sh option]
+set -euo pipefail
+
+local_data_opts=""
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --fsdd_root|--fsdd-root|--subset) local_data_opts+=" $1 $2"; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+
+train_configs="conf/train_hubert.yaml conf/train_dinosr.yaml"
+for train_config in ${train_configs}; do
+    ./ssl.sh \
+        --train_set train --valid_set valid --test_sets test \
+        --local_data_opts "${local_data_opts}" \
+        --fs 16k --audio_format flac --min_wav_duration 0.1 --max_wav_duration 3 \
+        --label_mode generate --km_feature mfcc --n_clusters 50 --portion_km 1.0 \
+        --ngpu 0 --nj 2 --skip_packing false \
+        --inference_ssl_model latest.pth \
+        --train_config "${train_config}" "${args[@]+"${args[@]}"}"
+done

@@ -1,0 +1,778 @@
+"""The task skeleton: ESPnet's CLI (``--config``, ``--print_config``, ...), config checking, and
+``main`` (launch -> build -> train). A concrete task (``SSLTask``) adds its registries, its task
+options and ``build_model``.
+
+Config semantics (ESPnet's): ``--config file.yaml`` sets the defaults, the CLI overrides them;
+``--<slot>_conf k=v`` merges into the YAML mapping. Unlike ESPnet, YAML values are type-checked
+with the same converters as the CLI, unknown keys fail with a suggestion, and every problem is
+reported at once. ``--print_config`` prints the fully resolved config (every option, plus the
+constructor defaults of the chosen classes); it reloads with ``--config`` to the same namespace.
+The same resolved config is written to ``<output_dir>/config.yaml``.
+
+DeepSpeed: ``use_deepspeed: true`` does not fail. There is no DeepSpeed here; training goes on
+torch-native (DDP + bf16 autocast when ``use_amp`` or a bf16 DeepSpeed json asks for it) with a
+warning that names the equivalent options (see :func:`deepspeed_fallback`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from espnet2.train.class_choices import ClassChoices, check_conf_keys, constructor_defaults
+from espnet2.utils import config as cfg
+from espnet2.utils.config import (
+    ConfigError,
+    NestedDictAction,
+    YamlListAction,
+    float_or_none,
+    int_or_none,
+    str2bool,
+    str_or_none,
+    strict_int,
+    suggestion,
+)
+
+logger = logging.getLogger(__name__)
+
+#: ESPnet options accepted in YAML/CLI for compatibility that change nothing here (no-op value).
+ESPNET_NOOP_KEYS: dict[str, Any] = {
+    "num_att_plot": 0, "dry_run": False, "iterator_type": "sequence", "valid_iterator_type": None,
+    "write_collected_feats": False, "cudnn_enabled": True, "cudnn_benchmark": False,
+    "cudnn_deterministic": True, "use_wandb": False, "wandb_project": None, "wandb_id": None,
+    "wandb_entity": None, "wandb_name": None, "wandb_model_log_interval": -1,
+    "detect_anomaly": False, "pretrain_path": None, "sort_in_batch": "descending",
+    "sort_batch": "descending", "max_cache_size": 0.0, "max_cache_fd": 32,
+    "allow_variable_data_keys": False, "allow_multi_rates": False, "valid_max_cache_size": None,
+    "bpemodel": None, "non_linguistic_symbols": None, "cleaner": None, "g2p": None,
+    "speech_volume_normalize": None, "rir_scp": None, "rir_apply_prob": 1.0, "noise_scp": None,
+    "noise_apply_prob": 1.0, "noise_db_range": "13_15", "short_noise_thres": 0.5,
+    "window_size": None, "window_shift": None, "sharded_ddp": False, "use_tf32": False,
+    "grad_noise": False, "create_graph_in_tensorboard": False,
+    "chunk_length": 500, "chunk_shift_ratio": 0.5, "num_cache_chunks": 1024,
+    "exclude_weight_decay": False, "exclude_weight_decay_conf": {}, "use_adapter": False,
+    "adapter": "lora", "save_strategy": "all", "adapter_conf": {}, "version": None,
+    "distributed": None, "required": None, "config": None, "print_config": False,
+    "model": "espnet", "ignore_init_mismatch": False, "valid_batch_type": None,
+    "model_conf": {},
+}
+
+#: Keys that may differ between a run and its restart without counting as "a different config".
+VOLATILE_KEYS = {
+    "resume", "ngpu", "num_workers", "num_threads", "log_level", "dist_backend",
+    "dist_init_method", "dist_world_size", "dist_rank", "local_rank", "dist_master_addr",
+    "dist_master_port", "dist_launcher", "multiprocessing_distributed", "output_dir",
+    "log_interval", "use_tensorboard", "use_matplotlib",
+}
+
+_TYPE_NAMES = {
+    strict_int: "an integer", float: "a number", str2bool: "a boolean (true/false)",
+    int_or_none: "an integer or none", float_or_none: "a number or none",
+    str_or_none: "a string or none", str: "a string", cfg.humanfriendly_int: "a size like 16k",
+}
+
+
+def str2triple(value: Any) -> list[str]:
+    """``a,b,c`` or a 3-element list -> ``[a, b, c]`` (data triples, best_model_criterion)."""
+    if isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    else:
+        parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"expected 3 comma-separated fields, got {value!r}")
+    return parts
+
+
+_TYPE_NAMES[str2triple] = "three comma-separated fields (a,b,c)"
+
+
+def positive_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+_TYPE_NAMES[positive_float] = "a number"
+
+
+class TaskArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors suggest the closest option for unknown flags."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        if message.startswith("unrecognized arguments:"):
+            opts = [o for a in self._actions for o in a.option_strings]
+            hints = []
+            for tok in message.split(":", 1)[1].split():
+                if tok.startswith("--"):
+                    hints.append(f"{tok}{suggestion(tok, opts)}")
+            if hints:
+                message += "; " + "; ".join(hints)
+        self.exit(2, f"{self.prog}: error: {message}\n(see --help for every option)\n")
+
+
+class AbsTask(ABC):
+    """Subclasses set ``class_choices_list`` and implement the abstract class methods."""
+
+    class_choices_list: list[ClassChoices] = []
+    #: per registry name: constructor arguments ``build_model`` fills in (hidden in print_config)
+    filled_conf_keys: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ parser
+    @classmethod
+    @abstractmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Task-specific options and registries."""
+
+    @classmethod
+    @abstractmethod
+    def build_model(cls, args: argparse.Namespace):
+        """Build the model from a checked namespace (modules never see ``args``)."""
+
+    @classmethod
+    def get_parser(cls) -> argparse.ArgumentParser:
+        p = TaskArgumentParser(
+            description=f"{cls.__name__}: train or collect stats", allow_abbrev=False,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        g = p.add_argument_group("common")
+        g.add_argument("--config", type=str_or_none, default=None, help="YAML config (CLI wins)")
+        g.add_argument("--print_config", action="store_true", help="print the resolved config")
+        g.add_argument("--output_dir", type=str_or_none, default=None)
+        g.add_argument("--ngpu", type=strict_int, default=0, help="GPUs per node (0: CPU)")
+        g.add_argument("--seed", type=strict_int, default=0)
+        g.add_argument("--num_workers", type=strict_int, default=1, help="DataLoader workers")
+        g.add_argument("--num_threads", type=int_or_none, default=None,
+                       help="intra-op threads per process (none: chosen automatically)")
+        g.add_argument("--log_level", type=str, default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+        cls._add_distributed_arguments(p)
+        cls._add_trainer_arguments(p)
+        cls._add_data_arguments(p)
+        cls.add_task_arguments(p)
+        return p
+
+    @classmethod
+    def _add_distributed_arguments(cls, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("distributed")
+        g.add_argument("--dist_backend", type=str, default="auto",
+                       help="auto (nccl on GPU, gloo on CPU) | nccl | gloo")
+        g.add_argument("--dist_init_method", type=str, default="env://")
+        g.add_argument("--dist_world_size", type=int_or_none, default=None)
+        g.add_argument("--dist_rank", type=int_or_none, default=None)
+        g.add_argument("--local_rank", type=int_or_none, default=None)
+        g.add_argument("--dist_master_addr", type=str_or_none, default=None)
+        g.add_argument("--dist_master_port", type=int_or_none, default=None)
+        g.add_argument("--dist_launcher", type=str_or_none, default=None,
+                       choices=[None, "slurm", "mpi", "torchrun"])
+        g.add_argument("--multiprocessing_distributed", type=str2bool, default=True,
+                       help="--ngpu N>1 on one node: spawn one process per GPU")
+        g.add_argument("--unused_parameters", type=str2bool, default=False,
+                       help="DDP find_unused_parameters")
+        g.add_argument("--use_deepspeed", type=str2bool, default=False,
+                       help="accepted; runs torch-native (DDP + bf16 AMP) with a warning")
+        g.add_argument("--deepspeed_config", type=str_or_none, default=None)
+
+    @classmethod
+    def _add_trainer_arguments(cls, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("trainer")
+        g.add_argument("--collect_stats", type=str2bool, default=False,
+                       help="write shape files (and feats stats) instead of training")
+        g.add_argument("--max_epoch", type=strict_int, default=40)
+        g.add_argument("--patience", type=int_or_none, default=None)
+        g.add_argument("--val_scheduler_criterion", type=str, nargs=2, default=["valid", "loss"])
+        g.add_argument("--early_stopping_criterion", type=str, nargs=3,
+                       default=["valid", "loss", "min"])
+        g.add_argument("--best_model_criterion", type=str2triple, nargs="+",
+                       default=[["train", "loss", "min"], ["valid", "loss", "min"],
+                                ["train", "acc", "max"], ["valid", "acc", "max"]])
+        g.add_argument("--keep_nbest_models", type=strict_int, nargs="+", default=[10])
+        g.add_argument("--nbest_averaging_interval", type=strict_int, default=0)
+        g.add_argument("--grad_clip", type=positive_float, default=5.0)
+        g.add_argument("--grad_clip_type", type=positive_float, default=2.0)
+        g.add_argument("--accum_grad", type=strict_int, default=1)
+        g.add_argument("--resume", type=str2bool, default=False)
+        g.add_argument("--train_dtype", type=str, default="float32",
+                       choices=["float16", "float32", "float64", "bfloat16"])
+        g.add_argument("--use_amp", type=str2bool, default=False,
+                       help="autocast (bf16 if possible)")
+        g.add_argument("--log_interval", type=int_or_none, default=None)
+        g.add_argument("--use_matplotlib", type=str2bool, default=True)
+        g.add_argument("--use_tensorboard", type=str2bool, default=True)
+        g.add_argument("--init_param", type=str, nargs="*", default=[],
+                       help="path:src_key:dst_key:exclude_keys (ESPnet syntax)")
+        g.add_argument("--freeze_param", type=str, nargs="*", default=[],
+                       help="parameter name prefixes to freeze")
+        g.add_argument("--num_iters_per_epoch", type=int_or_none, default=None)
+        g.add_argument("--max_steps", type=int_or_none, default=None,
+                       help="stop after this many updates (fairseq max_update)")
+        g.add_argument("--save_every_n_steps", type=int_or_none, default=None,
+                       help="also write checkpoint.pth every this many updates")
+        g.add_argument("--amp_dtype", type=str, default="bfloat16", choices=["bfloat16", "float16"])
+        g.add_argument("--no_forward_run", type=str2bool, default=False,
+                       help="iterate the data only (checks data, measures loader speed)")
+        g.add_argument("--optim", type=str, default="adam")
+        g.add_argument("--optim_conf", action=NestedDictAction, default={})
+        g.add_argument("--scheduler", type=str_or_none, default=None)
+        g.add_argument("--scheduler_conf", action=NestedDictAction, default={})
+
+    @classmethod
+    def _add_data_arguments(cls, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("data")
+        g.add_argument("--train_data_path_and_name_and_type", type=str2triple, action="append",
+                       default=[], help="path,name,type (types: sound)")
+        g.add_argument("--valid_data_path_and_name_and_type", type=str2triple, action="append",
+                       default=[])
+        g.add_argument("--train_shape_file", type=str, action="append", default=[])
+        g.add_argument("--valid_shape_file", type=str, action="append", default=[])
+        g.add_argument("--batch_type", type=str, default="numel",
+                       choices=["unsorted", "sorted", "length", "numel"],
+                       help="numel: batch_bins = padded samples per global step (ESPnet's "
+                       "folded batching is not supported: use numel or sorted)")
+        g.add_argument("--batch_size", type=strict_int, default=20)
+        g.add_argument("--valid_batch_size", type=int_or_none, default=None)
+        g.add_argument("--batch_bins", type=cfg.humanfriendly_int, default=1000000)
+        g.add_argument("--valid_batch_bins", type=int_or_none, default=None)
+        g.add_argument("--fold_length", type=strict_int, action="append", default=[],
+                       help="accepted for ESPnet compatibility; unused (no folded batching)")
+        g.add_argument("--multiple_iterator", type=str2bool, default=False,
+                       help="data/shape paths are split dirs; one split is loaded at a time")
+
+    # ------------------------------------------------------------------ parsing
+    @classmethod
+    def parse_args(cls, cmd: list[str] | None = None) -> argparse.Namespace:
+        """Parse CLI + YAML; raises :class:`ConfigError` listing every problem."""
+        cmd = list(sys.argv[1:] if cmd is None else cmd)
+        parser = cls.get_parser()
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config", type=str_or_none, default=None)
+        known, _ = pre.parse_known_args(cmd)
+        problems: list[str] = []
+        if known.config is not None:
+            data = cfg.load_yaml(known.config)
+            defaults = cls._yaml_defaults(parser, data, known.config, problems)
+            if problems:
+                raise ConfigError("\n".join(problems))
+            parser.set_defaults(**defaults)
+        args = parser.parse_args(cmd)
+        problems += cls.check_args(args)
+        if problems:
+            raise ConfigError(f"{len(problems)} config problem(s):\n  - " + "\n  - ".join(problems))
+        return args
+
+    @classmethod
+    def _yaml_defaults(cls, parser, data: dict, src: str, problems: list[str]) -> dict:
+        actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+        out = {}
+        for key, value in data.items():
+            if key in ("config", "print_config"):
+                continue
+            if key not in actions:
+                if key in ESPNET_NOOP_KEYS:
+                    if value != ESPNET_NOOP_KEYS[key]:
+                        logger.warning("%s: '%s: %r' is accepted for ESPnet compatibility but "
+                                       "has no effect here", src, key, value)
+                    continue
+                problems.append(f"{src}: unknown key '{key}'{suggestion(key, actions)}")
+                continue
+            try:
+                out[key] = coerce_value(actions[key], value)
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+                problems.append(f"{src}: {key}: {value!r}: {e}")
+        return out
+
+    @classmethod
+    def check_args(cls, args: argparse.Namespace) -> list[str]:
+        """Post-parse checks (registry conf keys, option conflicts). Returns problems."""
+        problems = []
+        for choices in cls.class_choices_list:
+            name = getattr(args, choices.name)
+            conf = getattr(args, f"{choices.name}_conf")
+            if name is None:
+                continue
+            c = choices.get_class(name)
+            problems += check_conf_keys(c, conf, f"{choices.name}_conf ({name})",
+                                        cls.filled_conf_keys.get(choices.name, set()))
+        problems += _check_optim(args)
+        if args.train_dtype != "float32":
+            problems.append(f"train_dtype={args.train_dtype}: parameters stay float32 here; "
+                            "use use_amp: true with amp_dtype: bfloat16 (or float16)")
+        if args.dist_launcher == "mpi":
+            problems.append("dist_launcher=mpi is not supported: launch with torchrun, srun "
+                            "(--dist_launcher slurm) or --ngpu N on one node")
+        if args.accum_grad < 1:
+            problems.append(f"accum_grad must be >= 1, got {args.accum_grad}")
+        if args.multiple_iterator and args.collect_stats:
+            problems.append("multiple_iterator cannot be used with collect_stats; "
+                            "collect stats on the unsplit data, then split_scps")
+        return problems
+
+    # ------------------------------------------------------------------ resolved config
+    @classmethod
+    def resolve_config(cls, args: argparse.Namespace) -> dict:
+        """Every option plus the chosen classes' constructor defaults in ``<slot>_conf``."""
+        config = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
+        for choices in cls.class_choices_list:
+            name = config[choices.name]
+            if name is None:
+                continue
+            skip = cls.filled_conf_keys.get(choices.name, set())
+            defaults = constructor_defaults(choices.get_class(name), skip)
+            key = f"{choices.name}_conf"
+            config[key] = cfg.merge_dict(defaults, config[key])
+        return cfg._plain(config)
+
+    @classmethod
+    def prepare_output_dir(cls, args: argparse.Namespace) -> dict:
+        """Write ``config.yaml``; refuse to overwrite a different one unless ``--resume``."""
+        if args.output_dir is None:
+            raise ConfigError("--output_dir is required (where config.yaml, logs and "
+                              "checkpoints go)")
+        out = Path(args.output_dir)
+        config = cls.resolve_config(args)
+        path = out / "config.yaml"
+        if path.exists():
+            old = cfg.load_yaml(path)
+            diff = sorted(k for k in set(old) | set(config) if k not in VOLATILE_KEYS
+                          and old.get(k) != config.get(k))
+            if diff and not args.resume:
+                shown = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff[:8])
+                raise ConfigError(
+                    f"{path} holds a different config ({len(diff)} key(s) differ: {shown}). "
+                    "Nothing was overwritten. Use a new --output_dir, or pass --resume true to "
+                    "continue that experiment with the new options.")
+            if diff:
+                logger.warning("resuming with a changed config; differing keys: %s", diff)
+        if _launcher_rank() == 0:  # other torchrun/srun ranks only check
+            cfg.dump_yaml(config, path)
+        return config
+
+    # ------------------------------------------------------------------ main
+    @classmethod
+    def main(cls, cmd: list[str] | None = None) -> None:
+        """Parse, then print the config, collect stats, or train (spawning workers if asked)."""
+        try:
+            args = cls.parse_args(cmd)
+        except ConfigError as e:
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(2) from None
+        if args.print_config:
+            sys.stdout.write(cfg.dump_yaml_str(cls.resolve_config(args)))
+            return
+        from espnet2.data.errors import DataError
+        from espnet2.tasks.preflight import PreflightError
+
+        try:
+            deepspeed_fallback(args)
+            cls.prepare_output_dir(args)
+            launch(cls, args)
+        except (ConfigError, DataError, PreflightError) as e:
+            if _LOG_FILE is not None:  # also keep it in train.log
+                _LOG_FILE.emit(logging.LogRecord(__name__, logging.ERROR, __file__, 0, "%s",
+                                                 (e,), None))
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(2) from None
+
+    # ------------------------------------------------------------------ run (one process)
+    @classmethod
+    def run_worker(cls, args: argparse.Namespace) -> None:
+        """One training (or stats) process: join the group, log, preflight, build, train."""
+        from espnet2.train.checkpoint import seed_everything
+        from espnet2.train.distributed import init_distributed
+        from espnet2.train.threads import set_num_threads
+
+        export_dist_env(args)
+        dist = init_distributed(min(args.ngpu, 1), args.dist_backend)
+        setup_logging(args, dist.rank)
+        set_num_threads(args.num_threads, dist.local_world_size)
+        seed_everything(args.seed)
+        try:
+            if args.collect_stats:
+                from espnet2.train.collect_stats import collect_stats
+
+                collect_stats(cls, args, dist)
+                return
+            cls.train(args, dist)
+        finally:
+            from espnet2.train.distributed import destroy
+
+            destroy()
+
+    @classmethod
+    def run_preflight(cls, args: argparse.Namespace) -> None:
+        """Data/config checks before the first step (override to add the task's checks)."""
+        logger.debug("%s has no task-specific preflight checks", cls.__name__)
+
+    @classmethod
+    def build_loaders(cls, args: argparse.Namespace, model, dist):
+        """(train_loader, valid_loader) implementing ``espnet2.train.options.BatchLoader``.
+
+        The collate crops training batches to their shortest utterance (``collate_fn_conf``:
+        ``pad`` false, ``rand_crop`` true); validation batches are padded and never cropped.
+        With ``--multiple_iterator`` the training data is read one split at a time.
+        """
+        from espnet2.tasks.preflight import split_paths
+        from espnet2.train.collect_stats import data_streams
+
+        geom = model.frontend.frame_geometry()
+        loaders = []
+        for phase in ("train", "valid"):
+            triples = getattr(args, f"{phase}_data_path_and_name_and_type")
+            if not triples:
+                loaders.append(None)
+                continue
+            multi = args.multiple_iterator and phase == "train"
+            streams = {n: split_paths(p, multi) for n, p in data_streams(triples, phase).items()}
+            shapes = [split_paths(s, multi) for s in getattr(args, f"{phase}_shape_file")]
+
+            def make(i: int, phase=phase, streams=streams, shapes=shapes):
+                return cls.build_split_loader(args, phase, {n: v[i] for n, v in streams.items()},
+                                              shapes[0][i] if shapes else None, geom, dist)
+
+            n = len(streams["speech"])
+            loaders.append(make(0) if n == 1 else MultiSplitLoader(make, n, args.seed))
+        return loaders[0], loaders[1]
+
+    @classmethod
+    def build_split_loader(cls, args: argparse.Namespace, phase: str, streams: dict[str, str],
+                           shape_file: str | None, geom, dist):
+        """One :class:`EpochLoader` over one data dir (or one split of it)."""
+        from espnet2.data.collate import SSLCollate
+        from espnet2.data.dataset import SSLDataset
+        from espnet2.data.loader import EpochLoader
+        from espnet2.data.samplers import build_batches
+
+        train = phase == "train"
+        tokens = cls.token_list_for_data(args)
+        dataset = SSLDataset(streams["speech"], text=streams.get("text") if tokens else None,
+                             token_list=tokens, fs=cls.frontend_fs(args))
+        lengths = speech_lengths(dataset, shape_file)
+        size = args.batch_size if train else (args.valid_batch_size or args.batch_size)
+        bins = args.batch_bins if train else (args.valid_batch_bins or args.batch_bins)
+        batches = build_batches(args.batch_type, lengths, batch_size=size, batch_bins=bins,
+                                min_batch_size=dist.world_size)
+        conf = args.collate_fn_conf
+        collate = SSLCollate(geom, pad=bool(conf.get("pad", False)) if train else True,
+                             rand_crop=bool(conf.get("rand_crop", True)) and train,
+                             label_downsampling=int(conf.get("label_downsampling", 1)),
+                             crop_seed=args.seed)
+        return EpochLoader(dataset, batches, collate, seed=args.seed,
+                           num_workers=args.num_workers, rank=dist.rank,
+                           world_size=dist.world_size, shuffle=train,
+                           pin_memory=dist.device.type == "cuda")
+
+    @classmethod
+    def token_list_for_data(cls, args: argparse.Namespace) -> list[str] | None:
+        """Token list the dataset maps labels with (None: labels are not loaded)."""
+        return None
+
+    @classmethod
+    def train(cls, args: argparse.Namespace, dist) -> None:
+        from espnet2.train.optim import build_optimizer
+        from espnet2.train.schedulers import build_scheduler
+        from espnet2.train.trainer import Trainer
+
+        cls.run_preflight(args)
+        model = cls.build_model(args)
+        for spec in args.init_param:
+            load_init_param(model, spec)
+        freeze_parameters(model, args.freeze_param)
+        model.to(dist.device)
+        train_loader, valid_loader = cls.build_loaders(args, model, dist)
+        optimizer = build_optimizer(args.optim, model.parameters(), args.optim_conf)
+        scheduler = build_scheduler(args.scheduler, optimizer, args.scheduler_conf,
+                                    max_steps=args.max_steps)
+        options = cls.trainer_options(args)
+        Trainer(model, optimizer, scheduler, train_loader, valid_loader, options, dist).run()
+
+    @classmethod
+    def trainer_options(cls, args: argparse.Namespace):
+        from espnet2.train.options import TrainerOptions
+
+        return TrainerOptions(
+            output_dir=Path(args.output_dir), max_epoch=args.max_epoch, max_steps=args.max_steps,
+            num_iters_per_epoch=args.num_iters_per_epoch, accum_grad=args.accum_grad,
+            grad_clip=args.grad_clip, grad_clip_type=args.grad_clip_type, use_amp=args.use_amp,
+            amp_dtype=args.amp_dtype, log_interval=args.log_interval,
+            keep_nbest_models=args.keep_nbest_models,
+            nbest_averaging_interval=args.nbest_averaging_interval,
+            best_model_criterion=args.best_model_criterion, patience=args.patience,
+            early_stopping_criterion=args.early_stopping_criterion,
+            save_every_n_steps=args.save_every_n_steps, seed=args.seed, resume=args.resume,
+            use_tensorboard=args.use_tensorboard, use_matplotlib=args.use_matplotlib,
+            no_forward_run=args.no_forward_run, unused_parameters=args.unused_parameters,
+            **cls.extra_trainer_options(args),
+        )
+
+    @classmethod
+    def extra_trainer_options(cls, args: argparse.Namespace) -> dict:
+        return {}
+
+
+def _check_optim(args: argparse.Namespace) -> list[str]:
+    """``optim``/``scheduler`` names and their conf keys (checked before any model is built)."""
+    from espnet2.train.optim import OPTIMIZERS
+    from espnet2.train.schedulers import SCHEDULERS
+
+    problems = []
+    if args.optim.lower() not in OPTIMIZERS:
+        problems.append(f"optim: {args.optim!r} is not supported; choices: "
+                        f"{', '.join(OPTIMIZERS)}{suggestion(args.optim.lower(), OPTIMIZERS)}")
+    else:
+        problems += check_conf_keys(OPTIMIZERS[args.optim.lower()], args.optim_conf,
+                                    f"optim_conf ({args.optim})", {"params"})
+    if args.scheduler is not None and args.scheduler.lower() != "none":
+        key = args.scheduler.lower()
+        if key not in SCHEDULERS:
+            problems.append(f"scheduler: {args.scheduler!r} is not supported; choices: "
+                            f"{', '.join(SCHEDULERS)}, none{suggestion(key, SCHEDULERS)}")
+        else:
+            problems += check_conf_keys(SCHEDULERS[key], args.scheduler_conf,
+                                        f"scheduler_conf ({args.scheduler})", {"optimizer"})
+    return problems
+
+
+def _launcher_rank() -> int:
+    from espnet2.train.distributed import detect_launcher
+
+    info = detect_launcher()
+    return 0 if info is None else int(info["rank"])
+
+
+def coerce_value(action: argparse.Action, value: Any) -> Any:
+    """Convert a YAML value with the option's own converter; errors name the expected type."""
+    if isinstance(action, NestedDictAction):
+        return cfg.parse_dict_arg(value)
+    if isinstance(action, YamlListAction):
+        if isinstance(value, dict):
+            value = [value]
+        if value is not None and not isinstance(value, list):
+            raise ValueError("expected a list of {name: ..., conf: {...}} entries")
+        return value or []
+    if isinstance(action, argparse._StoreTrueAction):
+        return str2bool(value)
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*") or (
+        isinstance(action.nargs, int))
+    if many:
+        if action.type is str2triple and isinstance(value, list) and len(value) == 3 and all(
+                not isinstance(v, (list, tuple)) for v in value) and action.nargs == "+":
+            value = [value]  # best_model_criterion: [valid, loss, min] as a single triple
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_convert(action, v) for v in items]
+    return _convert(action, value)
+
+
+def _convert(action: argparse.Action, value: Any) -> Any:
+    conv = action.type
+    expected = _TYPE_NAMES.get(conv, getattr(conv, "__name__", "a value"))
+    if conv in (str, None):
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected {expected}, got a {type(value).__name__}")
+        out = value if value is None and action.default is None else str(value)
+    else:
+        if value is None and conv in (strict_int, positive_float, str2bool, float):
+            raise ValueError(f"expected {expected}, got null")
+        try:
+            out = conv(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise ValueError(f"expected {expected} ({e})") from None
+    if action.choices is not None and out not in action.choices:
+        hint = suggestion(str(out), map(str, action.choices))
+        raise ValueError(f"expected one of {list(action.choices)}{hint}")
+    return out
+
+
+def deepspeed_fallback(args: argparse.Namespace) -> None:
+    """``use_deepspeed: true`` -> run torch-native with a warning naming the equivalents.
+
+    A bf16 DeepSpeed json turns on ``use_amp`` (bf16 autocast); its gradient clipping and
+    accumulation are copied when the YAML did not set them. ZeRO sharding is not reproduced
+    (DDP keeps a full optimizer state per GPU): for memory, lower ``batch_bins`` and raise
+    ``accum_grad``, or enable activation checkpointing in the encoder/frontend conf.
+    """
+    if not args.use_deepspeed:
+        return
+    import json
+
+    ds: dict = {}
+    if args.deepspeed_config and Path(args.deepspeed_config).is_file():
+        try:
+            ds = json.loads(Path(args.deepspeed_config).read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{args.deepspeed_config}: invalid JSON: {e}") from e
+    if (ds.get("bf16") or {}).get("enabled") or (ds.get("fp16") or {}).get("enabled"):
+        args.use_amp = True
+    if "gradient_clipping" in ds:
+        args.grad_clip = float(ds["gradient_clipping"])
+    logger.warning(
+        "use_deepspeed: true -> DeepSpeed is not used by this toolkit; training runs "
+        "torch-native instead: DDP (--ngpu/torchrun/Slurm) + bf16 autocast (use_amp: %s) + "
+        "activation checkpointing (encoder/frontend conf). The DeepSpeed json's optimizer and "
+        "scheduler are NOT read: set optim/optim_conf and scheduler/scheduler_conf in the YAML "
+        "(current: optim=%s, scheduler=%s). Set use_deepspeed: false to silence this.",
+        args.use_amp, args.optim, args.scheduler)
+    args.use_deepspeed = False
+
+
+def export_dist_env(args: argparse.Namespace) -> None:
+    """ESPnet's explicit ``--dist_rank/--dist_world_size/--local_rank/--dist_master_addr/
+    --dist_master_port`` (or ``--dist_init_method tcp://host:port``) -> the torchrun variables
+    :func:`init_distributed` reads. Variables already set by a launcher are kept."""
+    import os
+
+    if args.dist_init_method.startswith("tcp://"):
+        host, _, port = args.dist_init_method[len("tcp://"):].rpartition(":")
+        args.dist_master_addr = args.dist_master_addr or host
+        args.dist_master_port = args.dist_master_port or int(port)
+    for var, value in (("RANK", args.dist_rank), ("WORLD_SIZE", args.dist_world_size),
+                       ("LOCAL_RANK", args.local_rank), ("MASTER_ADDR", args.dist_master_addr),
+                       ("MASTER_PORT", args.dist_master_port)):
+        if value is not None:
+            os.environ.setdefault(var, str(value))
+
+
+# ---------------------------------------------------------------------- data helpers
+def speech_lengths(dataset, shape_file: str | None) -> dict[str, int]:
+    """``utt -> num_samples`` from the shape file, else from the audio headers (slow)."""
+    from espnet2.data.kaldi import read_lengths
+
+    if shape_file is not None:
+        return read_lengths(shape_file)
+    from espnet2.data.audio import audio_info
+
+    logger.info("no shape file: reading %d audio headers (run --collect_stats to avoid this)",
+                len(dataset))
+    return {k: audio_info(dataset.audio_spec(k), utt=k)[0] for k in dataset.keys()}
+
+
+class MultiSplitLoader:
+    """``--multiple_iterator``: the splits of an epoch in a seeded random order, each split's
+    loader built when reached and released after (memory ~ one split). Batch counts per split
+    are computed once from the shape files."""
+
+    def __init__(self, make_loader, num_splits: int, seed: int):
+        self.make_loader, self.num_splits, self.seed = make_loader, num_splits, seed
+        self.counts = []
+        for i in range(num_splits):
+            loader = make_loader(i)
+            self.counts.append(loader.num_batches(1))
+            del loader
+
+    def _order(self, epoch: int) -> list[int]:
+        import numpy as np
+
+        return list(np.random.RandomState(self.seed + epoch).permutation(self.num_splits))
+
+    def num_batches(self, epoch: int) -> int:
+        return sum(self.counts)
+
+    def iterate(self, epoch: int, start_batch: int = 0):
+        for i in self._order(epoch):
+            if start_batch >= self.counts[i]:
+                start_batch -= self.counts[i]
+                continue
+            loader = self.make_loader(i)
+            yield from loader.iterate(epoch, start_batch)
+            start_batch = 0
+            del loader
+
+
+# ---------------------------------------------------------------------- process-level helpers
+def launch(task: type[AbsTask], args: argparse.Namespace) -> None:
+    """``--ngpu N>1`` without an external launcher: spawn N local workers; else run here.
+
+    torchrun / Slurm (``srun``) set the rank variables themselves; each of their processes runs
+    :meth:`AbsTask.run_worker` directly with one GPU.
+    """
+    from espnet2.train.distributed import detect_launcher, spawn_workers
+
+    external = detect_launcher()
+    if args.ngpu > 1 and external is None:
+        if not args.multiprocessing_distributed:
+            raise SystemExit("error: --ngpu > 1 needs --multiprocessing_distributed true "
+                             "(DataParallel is not supported) or an external launcher (torchrun)")
+        spawn_workers(_spawned_worker, args.ngpu, task, args)
+    else:
+        task.run_worker(args)
+
+
+def _spawned_worker(task: type[AbsTask], args: argparse.Namespace) -> None:
+    task.run_worker(args)
+
+
+_LOG_FILE: logging.FileHandler | None = None
+
+
+def setup_logging(args: argparse.Namespace, rank: int) -> None:
+    """Rank 0 logs at ``--log_level`` to stderr and ``<output_dir>/train.log``; other ranks
+    log warnings and errors only, prefixed with their rank."""
+    fmt = f"%(asctime)s [rank{rank}] (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    level = getattr(logging, args.log_level) if rank == 0 else logging.WARNING
+    root.setLevel(level)
+    global _LOG_FILE
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if rank == 0 and args.output_dir is not None:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        _LOG_FILE = logging.FileHandler(Path(args.output_dir) / "train.log", encoding="utf-8")
+        handlers.append(_LOG_FILE)
+    for h in handlers:
+        h.setFormatter(logging.Formatter(fmt))
+        root.addHandler(h)
+    for noisy in ("matplotlib", "PIL", "h5py", "numba"):  # third-party DEBUG chatter
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+
+
+def parse_init_param(spec: str) -> tuple[str, str | None, str | None, list[str]]:
+    """ESPnet ``path:src_key:dst_key:exclude1,exclude2`` (trailing fields optional)."""
+    parts = spec.split(":")
+    if len(parts) > 4:
+        raise ConfigError(f"--init_param {spec!r}: expected path[:src_key[:dst_key[:exclude]]]")
+    parts += [""] * (4 - len(parts))
+    path, src, dst, excl = parts
+    return path, src or None, dst or None, [e for e in excl.split(",") if e]
+
+
+def load_init_param(model, spec: str) -> None:
+    """Copy (a sub-tree of) a checkpoint into ``model`` (ESPnet ``--init_param`` semantics)."""
+    import torch
+
+    path, src, dst, exclude = parse_init_param(spec)
+    if not Path(path).is_file():
+        raise ConfigError(f"--init_param {spec!r}: {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # a training checkpoint.pth
+    if src:
+        state = {k[len(src) + 1:]: v for k, v in state.items() if k.startswith(src + ".")}
+        if not state:
+            raise ConfigError(f"--init_param {spec!r}: no parameter starts with '{src}.' in {path}")
+    state = {k: v for k, v in state.items()
+             if not any(k == e or k.startswith(e + ".") for e in exclude)}
+    target = model.get_submodule(dst) if dst else model
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ConfigError(f"--init_param {spec!r}: keys not in the model: {unexpected[:5]}"
+                          f"{' ...' if len(unexpected) > 5 else ''}")
+    logger.info("init_param %s: loaded %d tensors (%d model tensors not in it)", spec,
+                len(state), len(missing))
+
+
+def freeze_parameters(model, prefixes: list[str]) -> None:
+    """``requires_grad=False`` for parameters named ``p`` or ``p.*`` for each prefix."""
+    for prefix in prefixes:
+        hit = 0
+        for name, p in model.named_parameters():
+            if name == prefix or name.startswith(prefix + "."):
+                p.requires_grad_(False)
+                hit += 1
+        if hit == 0:
+            names = {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
+            raise ConfigError(f"--freeze_param {prefix!r} matches no parameter"
+                              f"{suggestion(prefix, names)}")
+        logger.info("froze %d parameter tensors under '%s'", hit, prefix)

@@ -1,0 +1,228 @@
+"""Checks run before the first training step; every problem is reported at once.
+
+* utterance sets agree between wav.scp, text and the shape files;
+* every label is in the token list and is a label token (not ``<unk>``/``<sos/eos>``);
+* label count vs frames from the frontend's geometry, within ``TOLERANCE`` frames (the error
+  names the utterance, both numbers and the likely cause, e.g. 100 Hz labels for a 50 Hz CNN);
+* ``num_classes`` of label losses vs the token list;
+* ``batch_bins`` >= the longest utterance for length/numel batching;
+* conflicting options (a masked loss with ``mask_prob`` 0, a label loss without a text stream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from espnet2.data.errors import DataError
+from espnet2.data.frames import FrameGeometry
+from espnet2.utils.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 2  # frames; the collate trims/pads within this
+MAX_PER_KIND = 10  # label-length problems spelled out per phase (the rest are counted)
+
+
+class PreflightError(Exception):
+    """Every problem found before training (``.problems``)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  {i + 1}. {p}" for i, p in enumerate(problems))
+        super().__init__(f"{len(problems)} problem(s) found before training:\n{lines}")
+
+
+def _likely_cause(labels: int, frames: int, geom: FrameGeometry, fs: int) -> str:
+    ratio = labels / max(frames, 1)
+    rate = geom.frame_rate(fs)
+    for factor in (2, 4, 3):
+        if abs(ratio - factor) < 0.1:
+            return (f"labels look {factor}x denser than the {rate:g} Hz frames (e.g. "
+                    f"{rate * factor:g} Hz MFCC k-means labels): set "
+                    f"collate_fn_conf.label_downsampling: {factor} or relabel at {rate:g} Hz")
+        if abs(ratio - 1 / factor) < 0.1 / factor:
+            return (f"labels are {factor}x sparser than the {rate:g} Hz frames: relabel with "
+                    "the same frontend geometry as training")
+    return ("labels were made with another frontend geometry or sampling rate, or the audio "
+            "changed after labelling (speed perturbation, resampling): regenerate the labels")
+
+
+def check_label_lengths(speech_lengths: dict[str, int], label_lengths: dict[str, int],
+                        geom: FrameGeometry, fs: int, downsampling: int, where: str) -> list[str]:
+    """Label count (after ``label[::downsampling]``) vs frames, per utterance."""
+    bad = []
+    for utt, n in speech_lengths.items():
+        if utt not in label_lengths:
+            continue
+        frames = geom.num_frames(n)
+        labels = -(-label_lengths[utt] // downsampling)
+        if abs(labels - frames) > TOLERANCE:
+            bad.append((utt, n, frames, labels))
+    problems = [f"{where}: utt '{u}': {lab} labels but {f} frames for {n} samples "
+                f"(frontend geometry rf={geom.receptive_field}, stride={geom.stride} at {fs} Hz; "
+                f"tolerance {TOLERANCE}); likely cause: {_likely_cause(lab, f, geom, fs)}"
+                for u, n, f, lab in bad[:MAX_PER_KIND]]
+    if len(bad) > MAX_PER_KIND:
+        problems.append(f"{where}: ... and {len(bad) - MAX_PER_KIND} more utterances with "
+                        "label/frame count mismatches")
+    return problems
+
+
+def _data_errors(fn, *a, **kw) -> tuple[object, list[str]]:
+    try:
+        return fn(*a, **kw), []
+    except DataError as e:
+        return None, [str(p) for p in e.problems] or [str(e)]
+    except (ConfigError, FileNotFoundError) as e:
+        return None, [str(e)]
+
+
+def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
+                tokens: list[str] | None, num_classes: int | None, geom: FrameGeometry,
+                fs: int, args) -> list[str]:
+    """All data checks of one phase (train or valid)."""
+    from espnet2.data.kaldi import check_same_utts, read_kv, read_lengths
+
+    problems: list[str] = []
+    wav, p = _data_errors(read_kv, streams["speech"])
+    problems += p
+    if wav is None:
+        return problems
+    sets = {streams["speech"]: wav.keys()}
+    text = None
+    if "text" in streams:
+        text, p = _data_errors(read_kv, streams["text"], allow_empty_value=True)
+        problems += p
+        if text is not None:
+            sets[streams["text"]] = text.keys()
+    speech_lengths = None
+    for i, sf in enumerate(shape_files):
+        lengths, p = _data_errors(read_lengths, sf)
+        problems += p
+        if lengths is not None:
+            sets[sf] = lengths.keys()
+            speech_lengths = lengths if i == 0 else speech_lengths
+    problems += _data_errors(check_same_utts, sets)[1]
+    if text is not None and tokens is not None:
+        problems += _check_labels(streams["text"], text, tokens, num_classes)
+    if text is not None and speech_lengths is not None:
+        label_lengths = {k: len(v.split()) for k, v in text.items()}
+        ds = int(args.collate_fn_conf.get("label_downsampling", 1))
+        problems += check_label_lengths(speech_lengths, label_lengths, geom, fs, ds,
+                                        f"{phase} {streams['text']}")
+    if speech_lengths and args.batch_type in ("length", "numel"):
+        bins = args.batch_bins if phase == "train" else (args.valid_batch_bins or args.batch_bins)
+        utt = max(speech_lengths, key=speech_lengths.get)
+        if speech_lengths[utt] > bins:
+            problems.append(f"{phase}: batch_bins={bins} is smaller than the longest utterance "
+                            f"'{utt}' ({speech_lengths[utt]} samples): raise batch_bins or "
+                            "filter long utterances (ssl.sh --max_wav_duration)")
+    return problems
+
+
+def _check_labels(path: str, text: dict[str, str], tokens: list[str],
+                  num_classes: int | None) -> list[str]:
+    t2i = {t: i for i, t in enumerate(tokens)}
+    unknown: dict[str, str] = {}
+    out_of_range: dict[str, str] = {}
+    for utt, line in text.items():
+        for tok in line.split():
+            i = t2i.get(tok)
+            if i is None:
+                unknown.setdefault(tok, utt)
+            elif num_classes is not None and i >= num_classes:
+                out_of_range.setdefault(tok, utt)
+    problems = []
+    if unknown:
+        shown = ", ".join(f"'{t}' (utt '{u}')" for t, u in list(unknown.items())[:5])
+        problems.append(f"{path}: {len(unknown)} label token(s) not in the token list "
+                        f"({len(tokens)} tokens), e.g. {shown}: use the token list the labels "
+                        "were made with")
+    if out_of_range:
+        shown = ", ".join(f"'{t}' (id {t2i[t]}, utt '{u}')"
+                          for t, u in list(out_of_range.items())[:5])
+        problems.append(f"{path}: label token(s) with id >= num_classes={num_classes}: {shown}; "
+                        "labels must be cluster ids, not special tokens")
+    return problems
+
+
+def check_options(args, loss_entries: list[dict], needs_labels: bool, utils: list[dict],
+                  mask_needed: bool) -> list[str]:
+    """Option conflicts that would silently train the wrong thing."""
+    problems = []
+    mask = next((u for u in utils if u["name"] == "mask"), None)
+    if mask_needed and mask is not None and float(mask["conf"].get("mask_prob", 0.8)) <= 0:
+        names = [e["name"] for e in loss_entries]
+        problems.append(f"util mask has mask_prob={mask['conf']['mask_prob']} but loss {names} "
+                        "learns from masked frames: there would be nothing to predict; "
+                        "use mask_prob > 0 (Base: 0.8)")
+    names = {name for _, name, _ in args.train_data_path_and_name_and_type}
+    if needs_labels and "text" not in names:
+        problems.append("a label loss (hubert) is configured but the training data has no text "
+                        "stream: add --train_data_path_and_name_and_type <dir>/text,text,text")
+    if not needs_labels and "text" in names:
+        logger.warning("a text stream is given but no loss uses labels; it is ignored")
+    if not args.train_data_path_and_name_and_type:
+        problems.append("no training data: pass --train_data_path_and_name_and_type "
+                        "<dir>/wav.scp,speech,sound")
+    if args.ngpu > 0 and args.batch_type not in ("length", "numel") and args.batch_size < 1:
+        problems.append(f"batch_size={args.batch_size} must be >= 1")
+    return problems
+
+
+def split_paths(path: str, multiple_iterator: bool) -> list[str]:
+    """The files behind a data/shape path: itself, or its shards under ``--multiple_iterator``.
+
+    Two layouts: ESPnet's ``<path>/split.{i}`` + ``<path>/num_splits`` (``path`` is a dir), and
+    ``espnet2.bin.split_scps``'s ``<dir>/split.{i}/<name>`` + ``<dir>/num_splits`` for
+    ``path = <dir>/<name>``.
+    """
+    if not multiple_iterator:
+        return [path]
+    d = Path(path)
+    if (d / "num_splits").is_file():
+        n = int((d / "num_splits").read_text().split()[0])
+        return [str(d / f"split.{i}") for i in range(n)]
+    if (d.parent / "num_splits").is_file():
+        n = int((d.parent / "num_splits").read_text().split()[0])
+        return [str(d.parent / f"split.{i}" / d.name) for i in range(n)]
+    raise ConfigError(f"multiple_iterator: {path} is not in a split dir (no num_splits next to "
+                      "it); make one with python -m espnet2.bin.split_scps")
+
+
+def run(args: argparse.Namespace, geom: FrameGeometry, fs: int, tokens: list[str] | None,
+        num_classes: int | None, loss_entries: list[dict], needs_labels: bool,
+        utils: list[dict], mask_needed: bool, problems: list[str] | None = None) -> None:
+    """All checks; raises :class:`PreflightError` listing every problem (plus ``problems``
+    the caller already found, e.g. num_classes vs the token list)."""
+    from espnet2.train.collect_stats import data_streams
+
+    problems = list(problems or [])
+    problems += check_options(args, loss_entries, needs_labels, utils, mask_needed)
+    for phase in ("train", "valid"):
+        triples = getattr(args, f"{phase}_data_path_and_name_and_type")
+        if not triples:
+            continue
+        try:
+            streams = data_streams(triples, phase)
+            per_split = {n: split_paths(p, args.multiple_iterator and phase == "train")
+                         for n, p in streams.items()}
+            shapes = [split_paths(s, args.multiple_iterator and phase == "train")
+                      for s in getattr(args, f"{phase}_shape_file")]
+        except (DataError, ConfigError) as e:
+            problems.append(str(e))
+            continue
+        n = len(per_split["speech"])
+        if any(len(v) != n for v in [*per_split.values(), *shapes]):
+            problems.append(f"{phase}: split dirs have different num_splits; split every stream "
+                            "together with one split_scps call")
+            continue
+        for i in range(n):
+            s = {k: v[i] for k, v in per_split.items()}
+            problems += check_phase(phase, s, [sh[i] for sh in shapes],
+                                    tokens if needs_labels else None, num_classes, geom, fs, args)
+    if problems:
+        raise PreflightError(problems)
+    logger.info("preflight: data and options look consistent")

@@ -1,0 +1,108 @@
+import numpy as np
+import torch
+
+from espnet2.eval.pooling import masked_mean, pooled_layer_features
+from espnet2.eval.probe import ProbeConfig, fit_probe, select_and_evaluate
+from espnet2.eval.run_probe import ProbeSet, content_split, run_probe_suite
+
+FS = 8000
+FREQS = [300.0, 700.0, 1100.0, 1500.0]
+
+
+def _tone(cls: int, rng: np.random.Generator) -> np.ndarray:
+    n = int(rng.integers(1200, 3000))
+    t = np.arange(n) / FS
+    f = FREQS[cls] * (1 + 0.02 * rng.standard_normal())
+    return (0.5 * np.sin(2 * np.pi * f * t) + 0.3 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _extract(speech: torch.Tensor, lengths: torch.Tensor):
+    """Two 'layers': pure noise (uninformative) and a framewise magnitude spectrum."""
+    frames = speech.unfold(1, 256, 128)  # (B, T, 256)
+    spec = torch.fft.rfft(frames * torch.hann_window(256), dim=-1).abs()[..., :64].log1p()
+    noise = torch.randn_like(spec)
+    olens = (lengths - 256) // 128 + 1
+    return [noise, spec], olens
+
+
+def test_masked_mean_ignores_padding():
+    hs = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert masked_mean(hs, torch.tensor([2])).item() == 2.0
+
+
+def test_pooled_features_independent_of_batching():
+    rng = np.random.default_rng(0)
+    waves = [_tone(i % 4, rng) for i in range(6)]
+
+    def extract(speech, lengths):
+        frames = speech.unfold(1, 256, 128)
+        return [frames.abs().mean(-1, keepdim=True)], (lengths - 256) // 128 + 1
+
+    a = pooled_layer_features(extract, waves, batch_size=1)
+    b = pooled_layer_features(extract, waves, batch_size=6)
+    assert a.shape == (6, 1, 1)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _probe_set(speakers: list[str], per: int, rng) -> ProbeSet:
+    utts, waves, labels, spks = [], [], [], []
+    for s in speakers:
+        for i in range(per):
+            c = i % 4
+            utts.append(f"{s}_{i}")
+            waves.append(_tone(c, rng))
+            labels.append(str(c))
+            spks.append(s)
+    return ProbeSet(utts, waves, np.array(labels), np.array(spks))
+
+
+def test_probe_beats_chance_and_picks_informative_layer():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    train = _probe_set(["a", "b", "c"], 24, rng)
+    test = _probe_set(["d", "e"], 24, rng)
+
+    def ssl(waves):
+        return pooled_layer_features(_extract, waves, batch_size=8)
+
+    report = run_probe_suite(train, test, {"toy": ssl}, ProbeConfig(epochs=150), tasks=("digit",))
+    results = report["tasks"]["digit"]["results"]
+    best_layer = next(r for r in results if r["layer"] != "weighted")
+    assert best_layer["layer"] == "1", "validation must pick the spectral layer"
+    assert best_layer["test_acc"] > 0.8  # chance is 0.25
+    assert set(best_layer["per_group_acc"]) == {"d", "e"}
+    weighted = next(r for r in results if r["layer"] == "weighted")
+    assert weighted["layer_weights"][1] > weighted["layer_weights"][0]
+
+
+def test_selection_never_sees_test_labels():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 2, 3)).astype(np.float32)
+    y = rng.integers(0, 2, 40)
+    is_valid = np.arange(40) >= 30
+    xte = rng.standard_normal((10, 2, 3)).astype(np.float32)
+    r1 = select_and_evaluate(
+        "n", (x, y, is_valid), (xte, np.zeros(10, int), np.zeros(10)), 2, ProbeConfig(epochs=20)
+    )
+    r2 = select_and_evaluate(
+        "n", (x, y, is_valid), (xte, np.ones(10, int), np.zeros(10)), 2, ProbeConfig(epochs=20)
+    )
+    assert [r.layer for r in r1] == [r.layer for r in r2]
+    assert [r.valid_acc for r in r1] == [r.valid_acc for r in r2]
+
+
+def test_fit_probe_deterministic():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((30, 1, 4)).astype(np.float32)
+    y = (x[:, 0, 0] > 0).astype(int)
+    _, p1 = fit_probe(x, y, 2, 0, ProbeConfig(epochs=50, seed=3))
+    _, p2 = fit_probe(x, y, 2, 0, ProbeConfig(epochs=50, seed=3))
+    assert (p1(x) == p2(x)).all()
+    assert (p1(x) == y).mean() > 0.9
+
+
+def test_content_split_is_disjoint():
+    labels = np.array([str(i % 10) for i in range(100)])
+    is_valid, is_test = content_split(labels)
+    assert not (is_valid & is_test).any()
+    assert set(labels[is_test]) == {"8", "9"} and set(labels[is_valid]) == {"6", "7"}

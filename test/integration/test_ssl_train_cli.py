@@ -1,0 +1,134 @@
+"""End to end: ``python -m espnet2.bin.ssl_train`` on synthetic audio (collect stats, train 2
+epochs, resume, multiple_iterator, refusing to clobber an experiment)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from espnet2.bin import split_scps, ssl_train
+from espnet2.data.frames import FrameGeometry
+
+GEOM = FrameGeometry(45, 20, 0)
+TINY_YAML = """\
+frontend: wav2vec_cnn
+frontend_conf: {shapes: [[16, 10, 5], [16, 8, 4]], fs: 8k}
+normalize: null
+preencoder: linear
+preencoder_conf: {output_size: 16}
+encoder: transformer
+encoder_conf: {output_size: 16, attention_heads: 2, linear_units: 32, num_blocks: 2,
+               input_layer: wav2vec, pos_enc_layer_type: conv, normalize_before: false}
+loss: [{name: hubert, conf: {final_dim: 8}}]
+util: [{name: mask, conf: {mask_prob: 0.5, mask_length: 3}}]
+optim: adam
+optim_conf: {lr: 0.001}
+batch_type: numel
+batch_bins: 16000
+max_epoch: 2
+keep_nbest_models: 1
+best_model_criterion: [[valid, loss, min]]
+num_workers: 0
+use_tensorboard: false
+use_matplotlib: false
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    """data/{train,valid}/{wav.scp,text}, tokens.txt and conf/tiny.yaml."""
+    rng = np.random.default_rng(0)
+    for phase, n in (("train", 6), ("valid", 2)):
+        d = tmp_path / "data" / phase
+        d.mkdir(parents=True)
+        with open(d / "wav.scp", "w") as w, open(d / "text", "w") as t:
+            for i in range(n):
+                utt, num = f"{phase}_{i:02d}", int(rng.integers(2400, 4000))
+                sf.write(d / f"{utt}.wav", 0.1 * rng.standard_normal(num), 8000,
+                         subtype="PCM_16")
+                w.write(f"{utt} {d / utt}.wav\n")
+                labels = rng.integers(0, 10, GEOM.num_frames(num))
+                t.write(utt + " " + " ".join(map(str, labels)) + "\n")
+    (tmp_path / "tokens.txt").write_text("\n".join([*map(str, range(10)), "<sos/eos>\\n<unk>"]))
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    return tmp_path
+
+
+def data_opts(root, train_dir=None, labels=True):
+    train_dir = train_dir or root / "data" / "train"
+    opts = ["--config", str(root / "tiny.yaml"),
+            "--train_data_path_and_name_and_type", f"{train_dir}/wav.scp,speech,sound",
+            "--valid_data_path_and_name_and_type", f"{root}/data/valid/wav.scp,speech,sound"]
+    if labels:
+        opts += ["--token_list", str(root / "tokens.txt"),
+                 "--train_data_path_and_name_and_type", f"{train_dir}/text,text,text",
+                 "--valid_data_path_and_name_and_type", f"{root}/data/valid/text,text,text"]
+    return opts
+
+
+def test_cli_collect_stats_then_train_then_resume(recipe):
+    stats = recipe / "stats"
+    ssl_train.main([*data_opts(recipe), "--collect_stats", "true", "--output_dir", str(stats)])
+    shapes = ["--train_shape_file", str(stats / "train" / "speech_shape"),
+              "--valid_shape_file", str(stats / "valid" / "speech_shape")]
+    exp = recipe / "exp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "espnet2.bin.ssl_train", *data_opts(recipe), *shapes,
+           "--output_dir", str(exp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["encoder_conf"]["layer_drop_rate"] == 0.0  # fully resolved
+    assert config["util"][0]["conf"]["mask_prob"] == 0.5
+    for name in ("checkpoint.pth", "2epoch.pth", "valid.loss.best.pth", "train.log"):
+        assert (exp / name).exists(), name
+    log = (exp / "train.log").read_text()
+    assert "2epoch" in log and "hubert_loss" in log
+    state = torch.load(exp / "2epoch.pth", map_location="cpu", weights_only=True)
+    assert any(k.startswith("losses.hubert.") for k in state)
+
+    # the same dir with a different config and no --resume: refused, nothing overwritten
+    before = (exp / "config.yaml").read_text()
+    bad = subprocess.run([*cmd, "--max_epoch", "3"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 2 and "holds a different config" in bad.stderr
+    assert (exp / "config.yaml").read_text() == before
+
+    # --resume true continues from checkpoint.pth to epoch 3 only
+    ssl_train.main([*data_opts(recipe), *shapes, "--output_dir", str(exp), "--max_epoch", "3",
+                    "--resume", "true"])
+    log = (exp / "train.log").read_text()
+    assert "3epoch" in log and (exp / "3epoch.pth").exists()
+
+
+def test_multiple_iterator_trains_on_split_dirs(recipe):
+    stats = recipe / "stats"
+    ssl_train.main([*data_opts(recipe), "--collect_stats", "true", "--output_dir", str(stats)])
+    tr = recipe / "data" / "train"
+    splits = recipe / "splits2"
+    split_scps.main(["--scps", str(tr / "wav.scp"), str(tr / "text"),
+                     str(stats / "train" / "speech_shape"), "--num_splits", "2",
+                     "--output_dir", str(splits)])
+    exp = recipe / "exp_split"
+    ssl_train.main([*data_opts(recipe, train_dir=splits), "--multiple_iterator", "true",
+                    "--train_shape_file", str(splits / "speech_shape"),
+                    "--valid_shape_file", str(stats / "valid" / "speech_shape"),
+                    "--max_epoch", "1", "--output_dir", str(exp)])
+    assert (exp / "1epoch.pth").exists()
+
+
+def test_dinosr_without_token_list_trains(recipe):
+    exp = recipe / "exp_dinosr"
+    ssl_train.main([*data_opts(recipe, labels=False), "--loss", "[{name: dinosr, conf: {num_codebooks: 2, "
+                    "codebook_size: 4}}]", "--util", "[]", "--max_epoch", "1",
+                    "--output_dir", str(exp)])
+    assert (exp / "1epoch.pth").exists()
+    assert [u["name"] for u in yaml.safe_load((exp / "config.yaml").read_text())["util"]] == [
+        "mask", "ema"]

@@ -1,0 +1,169 @@
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from espnet2.ssl.loss.abs_loss import SSLForwardRecord
+from espnet2.ssl.loss.dinosr import DinoSRLoss, masked_instance_norm, perplexity
+
+
+def _record(B=2, T=12, D=8, layers=3, lengths=(12, 9)):
+    lengths = torch.tensor(lengths)
+    padding = torch.arange(T)[None, :] >= lengths[:, None]
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    mask[:, 2:7] = True
+    return SSLForwardRecord(
+        hidden_states=[torch.randn(B, T, D, requires_grad=True)],
+        lengths=lengths, padding_mask=padding, mask=mask,
+        teacher_hidden_states=[torch.randn(B, T, D) for _ in range(layers)],
+    )
+
+
+def test_masked_instance_norm_ignores_padding():
+    x = torch.randn(1, 10, 3)
+    ref = F.instance_norm(x[:, :7].transpose(1, 2)).transpose(1, 2)
+    padded = x.clone()
+    padded[:, 7:] = 1e3
+    valid = torch.arange(10)[None, :] < 7
+    out = masked_instance_norm(padded, valid)
+    torch.testing.assert_close(out[:, :7], ref, atol=1e-5, rtol=1e-5)
+    assert (out[:, 7:] == 0).all()
+
+
+def test_codebook_update_hand_example():
+    loss = DinoSRLoss(2, num_codebooks=1, codebook_size=2, codebook_init_decay=0.5,
+                      codebook_end_decay=0.5)
+    with torch.no_grad():
+        loss.codebook_sums.copy_(torch.tensor([[[2.0, 0.0], [0.0, 3.0]]]))  # (K=1, V=2, D=2)
+        loss.codebook_counts.copy_(torch.tensor([[2.0, 1.0]]))  # centroids (1,0), (0,3)
+    t = torch.tensor([[[1.0, 0.5], [0.8, -0.2], [3.0, 0.0]]])  # all nearest to codeword 0
+    codes = loss.assign(t)
+    assert codes.tolist() == [[0, 0, 0]]
+    m = loss.update_codebooks(t, codes, 0.5)
+    assert m.tolist() == [[3.0, 0.0]]
+    # used codeword: n = 0.5*2 + 0.5*3 = 2.5; S = 0.5*(2,0) + 0.5*(4.8,0.3) = (3.4, 0.15)
+    torch.testing.assert_close(loss.codebook_counts, torch.tensor([[2.5, 1.0]]))
+    torch.testing.assert_close(loss.codebook_sums[0, 0], torch.tensor([3.4, 0.15]))
+    torch.testing.assert_close(loss.codebook_sums[0, 1], torch.tensor([0.0, 3.0]))  # unused
+    assert loss.assign(torch.tensor([[[0.1, 2.0]]])).tolist() == [[1]]
+
+
+def test_init_codebooks_are_normalised_fp32_buffers():
+    loss = DinoSRLoss(8, num_codebooks=2, codebook_size=16)
+    sd = loss.state_dict()
+    assert sd["codebook_sums"].dtype == torch.float32 and sd["codebook_sums"].shape == (2, 16, 8)
+    assert sd["codebook_counts"].dtype == torch.float32
+    assert torch.equal(sd["codebook_counts"], torch.ones(2, 16))
+    # instance-normalised over the codewords: zero mean, unit variance per (codebook, dim)
+    torch.testing.assert_close(sd["codebook_sums"].mean(1), torch.zeros(2, 8), atol=1e-5,
+                               rtol=0)
+    assert not any(n.startswith("codebook") for n, _ in loss.named_parameters())
+    loss.to(torch.bfloat16)
+    assert loss.codebook_sums.dtype == torch.float32
+    assert loss.heads[0].weight.dtype == torch.bfloat16
+
+
+def test_forward_backward_updates_codebooks_only_in_training():
+    loss = DinoSRLoss(8, num_codebooks=2, codebook_size=4)
+    rec = _record()
+    before = loss.codebook_sums.clone()
+    out = loss(rec)
+    out.loss.backward()
+    assert out.weight.item() == 10
+    assert rec.hidden_states[0].grad.abs().sum() > 0
+    assert all(h.weight.grad is not None for h in loss.heads)
+    assert not torch.equal(loss.codebook_sums, before)
+    assert 1.0 <= out.stats["target_ppl"].item() <= 4.0
+    assert 0.0 < out.stats["codebook_usage"].item() <= 1.0
+    assert out.stats["codebook_decay"].item() == pytest.approx(0.9)
+    loss.eval()
+    frozen = loss.codebook_sums.clone()
+    loss(_record())
+    assert torch.equal(loss.codebook_sums, frozen)
+
+
+def test_loss_is_mean_ce_over_codebooks_and_frames():
+    loss = DinoSRLoss(8, num_codebooks=2, codebook_size=4).eval()
+    rec = _record()
+    out = loss(rec)
+    x = rec.hidden_states[0][rec.mask]
+    targets = loss.make_targets(rec)
+    codes = loss.assign(targets)
+    expected = sum(F.cross_entropy(loss.heads[k](x), codes[k]) for k in range(2)) / 2
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_codebook_math_stays_fp32_under_autocast():
+    loss = DinoSRLoss(8, num_codebooks=2, codebook_size=4)
+    rec = _record()
+    rec.teacher_hidden_states = [h.bfloat16() for h in rec.teacher_hidden_states]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = loss(rec)
+    assert loss.codebook_sums.dtype == torch.float32
+    assert torch.isfinite(out.loss)
+
+
+def test_decay_schedule_and_resume():
+    loss = DinoSRLoss(8, num_codebooks=1, codebook_size=4, codebook_init_decay=0.9,
+                      codebook_end_decay=0.99, codebook_end_decay_step=100)
+    assert loss.codebook_decay == pytest.approx(0.9)
+    loss.after_optimizer_step(50)
+    assert loss.codebook_decay == pytest.approx(0.945)
+    other = DinoSRLoss(8, num_codebooks=1, codebook_size=4, codebook_init_decay=0.9,
+                       codebook_end_decay=0.99, codebook_end_decay_step=100)
+    other.load_state_dict(loss.state_dict())
+    assert other.codebook_decay == pytest.approx(0.945)
+    other.after_optimizer_step(150)
+    assert other.codebook_decay == pytest.approx(0.99)
+
+
+def test_collapse_warning_logged_once(caplog):
+    loss = DinoSRLoss(8, num_codebooks=1, codebook_size=4)
+    with torch.no_grad():  # one codeword far closer than the others -> a single target code
+        loss.codebook_sums.copy_(torch.zeros(1, 4, 8))
+        loss.codebook_sums[0, 1:] = 1e4
+    with caplog.at_level(logging.WARNING):
+        loss(_record(layers=1))
+        loss.after_optimizer_step(100)
+        loss(_record(layers=1))
+        loss.after_optimizer_step(200)
+    assert sum("collapsed" in r.message for r in caplog.records) == 1
+
+
+def test_perplexity_bounds():
+    uniform = torch.full((1, 5, 4), 0.25)
+    assert perplexity(uniform).item() == pytest.approx(4.0)
+    assert perplexity(torch.zeros(1, 0, 4)).item() == pytest.approx(1.0)
+
+
+def test_too_few_teacher_layers_is_an_error():
+    with pytest.raises(ValueError, match="teacher layers"):
+        DinoSRLoss(8, num_codebooks=4, codebook_size=4)(_record(layers=2))
+
+
+def _ddp_worker(rank, world, init_file, targets, result_file):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=world)
+    torch.manual_seed(0)
+    loss = DinoSRLoss(2, num_codebooks=1, codebook_size=3, codebook_init_decay=0.5,
+                      codebook_end_decay=0.5)
+    mine = targets[:, rank::world]  # each rank sees different frames
+    loss.update_codebooks(mine, loss.assign(mine), 0.5)
+    torch.save(loss.state_dict(), f"{result_file}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_codebook_update_is_all_reduced_across_ranks(tmp_path):
+    targets = torch.randn(1, 10, 2)
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, tmp_path / "init", targets,
+                                                    tmp_path / "sd"), nprocs=2)
+    torch.manual_seed(0)
+    single = DinoSRLoss(2, num_codebooks=1, codebook_size=3, codebook_init_decay=0.5,
+                        codebook_end_decay=0.5)
+    single.update_codebooks(targets, single.assign(targets), 0.5)
+    for rank in range(2):
+        sd = torch.load(tmp_path / f"sd.{rank}")
+        torch.testing.assert_close(sd["codebook_sums"], single.codebook_sums)
+        torch.testing.assert_close(sd["codebook_counts"], single.codebook_counts)
