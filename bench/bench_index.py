@@ -4,7 +4,7 @@ Targets: < 20 s and < 1.5 GB peak RSS. Each variant runs in its own process so i
 peak RSS (``ru_maxrss``) is its own; the baseline is a bare
 ``dict(line.split(maxsplit=1) for line in f)`` over both files.
 
-    tools/venv/bin/python bench/bench_index.py [--num_utts 1000000] [--output bench/results/index.md]
+    tools/venv/bin/python bench/bench_index.py [--num_utts N] [--output bench/results/index.md]
 """
 
 from __future__ import annotations

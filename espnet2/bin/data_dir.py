@@ -1,10 +1,10 @@
 """Kaldi data-dir utilities (``utils/{copy,fix,combine,split,subset}_data_dir.sh``).
 
-    python -m espnet2.bin.data_dir copy [--utt_prefix P] [--spk_prefix P] SRC DST
-    python -m espnet2.bin.data_dir fix DIR
-    python -m espnet2.bin.data_dir combine DST SRC1 SRC2 ...
-    python -m espnet2.bin.data_dir split DIR N            # -> DIR/splitN/{1..N}
-    python -m espnet2.bin.data_dir subset [--num N [--shuffle]] [--utt_list F] [--spk_list F] SRC DST
+python -m espnet2.bin.data_dir copy [--utt_prefix P] [--spk_prefix P] SRC DST
+python -m espnet2.bin.data_dir fix DIR
+python -m espnet2.bin.data_dir combine DST SRC1 SRC2 ...
+python -m espnet2.bin.data_dir split DIR N            # -> DIR/splitN/{1..N}
+python -m espnet2.bin.data_dir subset [--num N [--shuffle]] [--utt_list F] [--spk_list F] SRC DST
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ from espnet2.recipe import format as fmt
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--nj", type=int, default=1)
-    p.add_argument("--cmd", default=f"{sys.executable} -m espnet2.bin.run_jobs",
-                   help="job backend (cmd.sh train_cmd)")
+    p.add_argument(
+        "--cmd",
+        default=f"{sys.executable} -m espnet2.bin.run_jobs",
+        help="job backend (cmd.sh train_cmd)",
+    )
     p.add_argument("--fs", default="16k", help="output sampling rate, e.g. 16k")
     p.add_argument("--audio_format", default="flac", choices=fmt.FORMATS)
     p.add_argument("--job", type=int, default=None, help="internal: run one job of a split")
@@ -41,13 +44,19 @@ def main(cmd: list[str] | None = None) -> int:
         fmt.format_utts(a.src, keys, a.dst / "data" / f"format.{a.job}", fs, a.audio_format)
         return 0
     nj = fmt.prepare_jobs(a.src, a.dst, a.nj)
-    argv = [*shlex.split(a.cmd), f"JOB=1:{nj}", str(a.dst / "logdir" / "format.JOB.log"),
-            *fmt.job_command(a.src, a.dst, fs, a.audio_format)]
+    argv = [
+        *shlex.split(a.cmd),
+        f"JOB=1:{nj}",
+        str(a.dst / "logdir" / "format.JOB.log"),
+        *fmt.job_command(a.src, a.dst, fs, a.audio_format),
+    ]
     if subprocess.call(argv) != 0:
         logging.error("formatting %s failed; see %s/logdir/format.*.log", a.src, a.dst)
         return 1
     n = fmt.merge_jobs(a.dst, nj)
-    logging.info("formatted %d utterances of %s into %s (%d Hz %s)", n, a.src, a.dst, fs, a.audio_format)
+    logging.info(
+        "formatted %d utterances of %s into %s (%d Hz %s)", n, a.src, a.dst, fs, a.audio_format
+    )
     return 0
 
 

@@ -31,8 +31,17 @@ def main(cmd: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     train = a.train[1:] if a.train[:1] == ["--"] else a.train
     try:
-        argv = launch_argv(a.cmd, a.log, train, a.ngpu, a.num_nodes, a.node_rank,
-                           a.master_addr, a.master_port, a.python)
+        argv = launch_argv(
+            a.cmd,
+            a.log,
+            train,
+            a.ngpu,
+            a.num_nodes,
+            a.node_rank,
+            a.master_addr,
+            a.master_port,
+            a.python,
+        )
     except LaunchError as e:
         sys.stderr.write(f"launch: error: {e}\n")
         return 2

@@ -91,13 +91,16 @@ def make_pseudo_labels(
     ``extractor`` supplies model-layer features (``feature="model"``); None means MFCC.
     ``kmeans_kwargs`` go to :func:`~espnet2.labels.kmeans.fit_kmeans` (backend, batch_size...).
     """
+    if (feature == "model") != (extractor is not None):
+        raise ValueError(
+            "feature='model' needs extractor=ModelLayerFeatures(...); feature='mfcc' takes none"
+        )
     km_dir, dst = Path(km_dir), parse_geometry(geometry)
     dirs = [Path(train_dir)] + [Path(d) for d in set_dirs]
     names = [d.name for d in dirs]
     if len(set(names)) != len(names):
         raise ValueError(f"set dirs must have distinct names, got {names}")
     refs = _read_refs(ref_text, dirs)
-    src = mfcc_geometry if extractor is None else None
     train = read_scp(dirs[0])
     keep = set(select_portion([u for u, _ in train], portion, seed))
     subset = [item for item in train if item[0] in keep]
@@ -108,36 +111,35 @@ def make_pseudo_labels(
     def stream():
         return (x for _, x, _, _ in featurize(subset, extractor, fs, nj))
 
-    layer = getattr(extractor, "layer", None)
     meta = dict(
         feature=feature,
-        layer=layer,
+        layer=getattr(extractor, "layer", None),
         portion=portion,
         fs=fs,
         train_dir=str(dirs[0]),
         train_utts=len(subset),
-        geometry=list(dst.__dict__.values()),
+        geometry=[dst.receptive_field, dst.stride, dst.pad],
     )
     model = fit_kmeans(stream, n_clusters, seed=seed, meta=meta, **kmeans_kwargs)
     save_kmeans(model, km_dir)
-    tokens = write_kmeans_token_list(km_dir / "tokens.txt", n_clusters)
+    write_kmeans_token_list(km_dir / "tokens.txt", n_clusters)
     problems, reports = [], {}
-    for d in dirs:
+    for d in dirs:  # every set with the TRAIN model (fairseq #5453)
         out = km_dir / d.name / f"pseudo_labels_km{n_clusters}.txt"
-        labels = label_stream(featurize(read_scp(d), extractor, fs, nj), model, dst, src)
+        feats = featurize(read_scp(d), extractor, fs, nj)
+        src = mfcc_geometry if extractor is None else None
+        labels = label_stream(feats, model, dst, src, device=kmeans_kwargs.get("device"))
         stats = write_label_files(labels, [out] + ([d / "text"] if dump_text else []))
         logger.info("set %s: %s -> %s", d.name, stats, out)
         problems += validate_labels(
             d, out, kmeans_token_list(n_clusters), dst, num_classes=n_clusters, tolerance=tolerance
         )
         if refs:
-            rep = measure_quality(iter_label_file(out), refs, hyp_upsample=hyp_upsample)
-            write_report(rep, km_dir / d.name / "quality.json")
-            print(format_report(rep, d.name))
-            reports[d.name] = rep
+            reports[d.name] = measure_quality(iter_label_file(out), refs, hyp_upsample=hyp_upsample)
+            write_report(reports[d.name], km_dir / d.name / "quality.json")
+            print(format_report(reports[d.name], d.name))
     if problems:
         raise DataError(problems)
-    logger.info("token list: %s", tokens)
     return reports
 
 

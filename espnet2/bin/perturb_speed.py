@@ -1,7 +1,7 @@
 """Stage 2: speed-perturbed copies of a data dir, combined (``data/<train>_sp``).
 
-    python -m espnet2.bin.perturb_speed --factors "0.9 1.0 1.1" data/train data/train_sp
-    python -m espnet2.bin.perturb_speed --pipe 0.9 <wav.scp value>   # writes wav to stdout
+python -m espnet2.bin.perturb_speed --factors "0.9 1.0 1.1" data/train data/train_sp
+python -m espnet2.bin.perturb_speed --pipe 0.9 <wav.scp value>   # writes wav to stdout
 """
 
 from __future__ import annotations

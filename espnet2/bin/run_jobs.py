@@ -21,12 +21,22 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--backend", choices=["local", "slurm"], default="local")
     p.add_argument("--config", default=None, help="slurm.conf (ESPnet format)")
-    p.add_argument("--max_jobs_run", "--max-jobs-run", "--nj", type=int, default=None,
-                   help="jobs running at once (default: all)")
+    p.add_argument(
+        "--max_jobs_run",
+        "--max-jobs-run",
+        "--nj",
+        type=int,
+        default=None,
+        help="jobs running at once (default: all)",
+    )
     p.add_argument("--num_nodes", "--num-nodes", type=int, default=1)
     for name in ("gpu", "mem", "time", "num_threads", "name"):
-        p.add_argument(f"--{name}", f"--{name.replace('_', '-')}", default=None,
-                       help="passed to the Slurm options of the config")
+        p.add_argument(
+            f"--{name}",
+            f"--{name.replace('_', '-')}",
+            default=None,
+            help="passed to the Slurm options of the config",
+        )
     p.add_argument("job", nargs=argparse.REMAINDER, help="[JOB=1:N] LOG COMMAND...")
     return p
 
@@ -43,8 +53,11 @@ def main(cmd: list[str] | None = None) -> int:
             )
             return 2
         return run_local(spec, args.max_jobs_run)
-    options = {k: str(v) for k in ("gpu", "mem", "time", "num_threads", "name")
-               if (v := getattr(args, k)) is not None}
+    options = {
+        k: str(v)
+        for k in ("gpu", "mem", "time", "num_threads", "name")
+        if (v := getattr(args, k)) is not None
+    }
     return run_slurm(spec, SlurmConf.load(args.config), options, args.num_nodes, args.max_jobs_run)
 
 

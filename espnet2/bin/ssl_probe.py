@@ -41,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def build_feature_sets(args, device: str) -> dict:
     from espnet2.eval.pooling import pooled_layer_features, pooled_mfcc
-    from espnet2.labels.features import mfcc_39
+    from espnet2.labels.features import mfcc_features
     from espnet2.ssl.pretrained import build_model_from_config, load_model
 
     sets = {}
@@ -55,7 +55,7 @@ def build_feature_sets(args, device: str) -> dict:
             sets[f"{name}_random_init"] = _ssl_features(rand, args, device, pooled_layer_features)
     if not args.no_baselines:
         for kind in ("mfcc13_mean", "mfcc39_meanstd"):
-            sets[kind] = lambda waves, k=kind: pooled_mfcc(mfcc_39, waves, args.fs, k)
+            sets[kind] = lambda waves, k=kind: pooled_mfcc(mfcc_features, waves, args.fs, k)
     return sets
 
 

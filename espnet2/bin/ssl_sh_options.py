@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from espnet2.recipe.options import OptionError, format_help, parse_args, parse_declarations, shell_assignments
+from espnet2.recipe.options import (
+    OptionError,
+    format_help,
+    parse_args,
+    parse_declarations,
+    shell_assignments,
+)
 
 
 def main(cmd: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, KeysView
 
 import numpy as np
 
-from espnet2.data.audio import read_audio
+from espnet2.data.audio import audio_info, read_audio
 from espnet2.data.errors import DataError, Problem, raise_if
 from espnet2.data.kaldi import (
     check_same_utts,
@@ -100,6 +100,15 @@ class SSLDataset:
         if self.segments is not None:
             return self.wav_scp[self.segments[utt_id].reco]
         return self.wav_scp[utt_id]
+
+    def num_samples(self, utt_id: str) -> int:
+        """Samples of ``utt_id`` from the audio header (segment-aware; no decoding of files)."""
+        spec = self.audio_spec(utt_id)
+        frames, fs, _ = audio_info(spec, utt=utt_id)
+        if self.segments is None:
+            return frames
+        seg = self.segments[utt_id]
+        return min(int(round(seg.end * fs)), frames) - int(round(seg.start * fs))
 
     def labels(self, utt_id: str) -> np.ndarray:
         """``(L,)`` int64 token ids of ``utt_id`` (unknown labels raise :class:`DataError`)."""

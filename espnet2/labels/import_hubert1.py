@@ -46,17 +46,13 @@ def find_label_files(src: str | Path, sets: list[str]) -> dict[str, Path]:
         if len(hits) == 1:
             found[name] = hits[0]
         else:
-            problems.append(
-                Problem(
-                    str(src),
-                    None,
-                    None,
-                    ", ".join(map(str, hits)) or None,
-                    f"set '{name}': found {len(hits)} label files ({' or '.join(LABEL_GLOBS)} in a "
-                    f"folder named '{name}')",
-                    "pass the files explicitly: --labels SET=PATH",
-                )
+            msg = (
+                f"set '{name}': found {len(hits)} label files ({' or '.join(LABEL_GLOBS)} "
+                f"in a folder named '{name}')"
             )
+            value = ", ".join(map(str, hits)) or None
+            hint = "pass the files explicitly: --labels SET=PATH"
+            problems.append(Problem(str(src), None, None, value, msg, hint))
     if problems:
         raise DataError(problems)
     return found
@@ -75,20 +71,14 @@ def _wrong_set_hints(label_files: dict[str, Path], set_dirs: dict[str, Path]) ->
     for name, path in label_files.items():
         ids = {utt for _, utt, _ in iter_lines(path)}
         scores = {other: _overlap(ids, d) for other, d in set_dirs.items()}
-        best = max(scores, key=scores.get)
-        if best != name and scores[best] > scores[name]:
-            problems.append(
-                Problem(
-                    str(path),
-                    None,
-                    None,
-                    None,
-                    f"given for set '{name}' but {scores[best]} of its {len(ids)} utterances are "
-                    f"in "
-                    f"set '{best}' ({scores[name]} in '{name}')",
-                    "swap the --labels arguments",
-                )
+        best = max(scores, key=scores.get, default=name)
+        own = scores.get(name, 0)
+        if best != name and scores[best] > own:
+            msg = (
+                f"given for set '{name}' but {scores[best]} of its {len(ids)} utterances "
+                f"are in set '{best}' ({own} in '{name}')"
             )
+            problems.append(Problem(str(path), None, None, None, msg, "swap the --labels"))
     return problems
 
 
@@ -129,29 +119,15 @@ def import_hubert1_labels(
     dirs = {s: Path(d) for s, d in (set_dirs or {}).items()}
     dirs = {s: dirs.get(s, Path(dump_dir) / s) for s in label_files}
     problems: list[Problem] = []
+    if num_classes is None:
+        num_classes = sum(not is_special(t) for t in tokens)
     for name, path in label_files.items():
         if not Path(path).is_file():
-            problems.append(
-                Problem(
-                    str(path),
-                    None,
-                    None,
-                    None,
-                    f"label file for set '{name}' not found",
-                    "check --labels / --hubert1_dir",
-                )
-            )
+            msg, hint = f"label file for set '{name}' not found", "check --labels / --hubert1_dir"
+            problems.append(Problem(str(path), None, None, None, msg, hint))
         elif not dirs[name].is_dir():
-            problems.append(
-                Problem(
-                    str(dirs[name]),
-                    None,
-                    None,
-                    None,
-                    f"data dir for set '{name}' not found",
-                    "run the data preparation stages first",
-                )
-            )
+            msg, hint = f"data dir for set '{name}' not found", "run the data preparation first"
+            problems.append(Problem(str(dirs[name]), None, None, None, msg, hint))
         else:
             problems += validate_labels(
                 dirs[name], path, tokens, geometry, num_classes=num_classes, tolerance=tolerance

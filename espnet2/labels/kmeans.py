@@ -81,10 +81,11 @@ def nearest_centroid(
     labels, dists = [], []
     for start in range(0, x.shape[0], chunk):
         xb = x[start : start + chunk].to(dev, torch.float32)
-        d = (xb * xb).sum(1, keepdim=True) - 2.0 * (xb @ c.T) + c2
+        d = torch.addmm(c2.unsqueeze(0), xb, c.T, alpha=-2.0)  # (T, K) = ||c||^2 - 2 x.c
         best, idx = d.min(1)
         labels.append(idx.cpu())
-        dists.append(best.clamp_min(0).cpu())
+        if return_dist:  # + ||x||^2 (constant per row, not needed for the argmin)
+            dists.append((best + (xb * xb).sum(1)).clamp_min(0).cpu())
     lab = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
     if return_dist:
         return lab, (torch.cat(dists) if dists else torch.zeros(0))
@@ -211,6 +212,7 @@ def fit_kmeans(
         init_size: frames sampled for k-means++ (default ``max(3 * batch_size, 3 * K)``).
         n_init: k-means++ restarts on the sample, lowest inertia kept (hubert1 20).
         backend: ``torch`` | ``sklearn`` | ``faiss``.
+        device: torch device for init and the ``torch`` backend (default cuda if available).
         cache_frames: keep the features in RAM after pass 0 when the stream has at most this
             many frames (156 MB for 10^6 39-dim frames); 0 disables.
         shuffle_frames: shuffle buffer size when not cached (default ``10 * batch_size``).
@@ -223,6 +225,8 @@ def fit_kmeans(
     gen = torch.Generator().manual_seed(seed)
     init_size = init_size or max(3 * batch_size, 3 * n_clusters)
     sample, n_total, cache = _priority_sample(make_stream(), init_size, rng, cache_frames)
+    if cache is not None:
+        cache = cache[rng.permutation(len(cache))]  # shuffled once (a copy: faster than in place)
     logger.info(
         "k-means: %d frames (dim %d), init sample %d, cached=%s",
         n_total,
@@ -230,7 +234,7 @@ def fit_kmeans(
         len(sample),
         cache is not None,
     )
-    dev = torch.device(device or "cpu")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     xs = torch.from_numpy(sample).to(dev)
     best = None
     for _ in range(n_init):
@@ -242,8 +246,9 @@ def fit_kmeans(
 
     def stream_batches() -> Iterator[np.ndarray]:
         if cache is not None:
-            perm = rng.permutation(len(cache))
-            return (cache[perm[s : s + batch_size]] for s in range(0, len(cache), batch_size))
+            # cache rows were shuffled once; each pass visits the batches in a new order
+            starts = rng.permutation(np.arange(0, len(cache), batch_size))
+            return (cache[s : s + batch_size] for s in starts)
         return _batches(make_stream(), batch_size, shuffle_frames or 10 * batch_size, rng)
 
     if backend == "faiss":
@@ -319,12 +324,12 @@ def _fit_sklearn(
     for _ in range(max_passes):
         total, n = 0.0, 0
         for batch in stream_batches():
-            if hasattr(km, "cluster_centers_"):
+            if tol > 0 and hasattr(km, "cluster_centers_"):  # an extra assignment per batch
                 total += float(-km.score(batch))
             n += len(batch)
             km.partial_fit(batch)
-        history.append(total / max(n, 1))
-        if len(history) > 2 and history[-2] - history[-1] < tol * history[-2]:
+        history.append(total / max(n, 1) if tol > 0 else None)
+        if tol > 0 and len(history) > 2 and history[-2] - history[-1] < tol * history[-2]:
             break
     return km.cluster_centers_, len(history), history
 

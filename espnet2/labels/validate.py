@@ -180,67 +180,44 @@ def validate_labels(
     except DataError as e:  # empty list, blank lines, duplicates: report with the rest
         tokens, problems = [], list(e.problems)
     problems += _check_token_list(tokens, tok_file, num_classes, train_token_list)
+    text = str(text)
+    for path in (text, wav_scp_or_utt2num_samples):
+        if not Path(path).exists():
+            problems.append(Problem(str(path), None, None, None, "not found", "check the path"))
+    if not Path(text).exists() or not Path(wav_scp_or_utt2num_samples).exists():
+        return problems
     num_samples, audio_file = read_num_samples(wav_scp_or_utt2num_samples)
     ids = {t: i for i, t in enumerate(tokens)}
     limit = num_classes if num_classes is not None else len(tokens)
-    text = str(text)
-    per_kind: dict[str, list[Problem]] = {"length": [], "token": [], "dup": []}
+    per_kind: dict[str, list[Problem]] = {"length": [], "token": [], "duplicate": []}
     seen: dict[str, int] = {}
     for no, utt, labels in iter_lines(text):
         if utt in seen:
-            per_kind["dup"].append(
-                Problem(
-                    text,
-                    no,
-                    utt,
-                    None,
-                    f"duplicate utterance (first on line {seen[utt]})",
-                    "keep one line per utterance",
-                )
-            )
+            msg = f"duplicate utterance (first on line {seen[utt]})"
+            per_kind["duplicate"].append(Problem(text, no, utt, None, msg, "keep one line"))
             continue
         seen[utt] = no
-        bad = [t for t in labels if ids.get(t, limit) >= limit]
+        bad = sorted({t for t in labels if ids.get(t, limit) >= limit})
         if bad and tokens:
-            per_kind["token"].append(
-                Problem(
-                    text,
-                    no,
-                    utt,
-                    " ".join(sorted(set(bad))[:10]),
-                    f"{len(bad)} labels not in the token list {tok_file or ''} (or id >= "
-                    f"num_classes={limit})",
-                    "use the token list written with these labels",
-                )
-            )
+            msg = f"labels not in the token list {tok_file or ''} (or id >= num_classes={limit})"
+            hint = "use the token list written with these labels"
+            per_kind["token"].append(Problem(text, no, utt, " ".join(bad[:10]), msg, hint))
         n = num_samples.get(utt)
-        if n is not None and abs(len(labels) - geometry.num_frames(n)) > tolerance:
-            want = geometry.num_frames(n)
-            per_kind["length"].append(
-                Problem(
-                    text,
-                    no,
-                    utt,
-                    None,
-                    f"{len(labels)} labels but {want} encoder frames for {n} samples with "
-                    f"{geometry} "
-                    f"(tolerance {tolerance})",
-                    likely_cause(len(labels), want),
-                )
+        want = geometry.num_frames(n) if n is not None else None
+        if want is not None and abs(len(labels) - want) > tolerance:
+            msg = (
+                f"{len(labels)} labels but {want} encoder frames for {n} samples with "
+                f"{geometry} (tolerance {tolerance})"
             )
+            hint = likely_cause(len(labels), want)
+            per_kind["length"].append(Problem(text, no, utt, None, msg, hint))
     for kind, found in per_kind.items():
         problems.extend(found[:max_per_kind])
         if max_per_kind is not None and len(found) > max_per_kind:
-            problems.append(
-                Problem(
-                    text,
-                    None,
-                    None,
-                    None,
-                    f"... and {len(found) - max_per_kind} more utterances with the same "
-                    f"{kind} problem",
-                )
+            msg = (
+                f"... and {len(found) - max_per_kind} more utterances with the same {kind} problem"
             )
+            problems.append(Problem(text, None, None, None, msg))
     problems.extend(set_mismatch(list(num_samples), list(seen), audio_file, text))
     return problems
 

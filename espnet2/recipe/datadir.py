@@ -36,8 +36,9 @@ def read_kv(path: str | Path) -> dict[str, str]:
                 continue
             key, _, value = line.strip().partition(" ")
             if key in out:
-                problems.append(Problem(str(path), lineno, key, line, "duplicate key",
-                                        "keep one line per key"))
+                problems.append(
+                    Problem(str(path), lineno, key, line, "duplicate key", "keep one line per key")
+                )
             out[key] = value.strip()
     if problems:
         raise DataError(problems)
@@ -73,7 +74,9 @@ def _utt_keys(d: Path) -> list[str]:
     return sorted(read_kv(d / "wav.scp"))
 
 
-def write_dir(dst: Path, files: dict[str, dict[str, str]], plain: dict[str, str] | None = None) -> None:
+def write_dir(
+    dst: Path, files: dict[str, dict[str, str]], plain: dict[str, str] | None = None
+) -> None:
     """Write a data dir from {file name: {key: value}}; derives ``spk2utt``."""
     dst.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -89,8 +92,16 @@ def load_dir(d: str | Path) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """({file: {key: value}} for keyed files, {file: text} for plain files) of data dir ``d``."""
     d = Path(d)
     if not (d / "wav.scp").is_file():
-        raise DataError(Problem(str(d / "wav.scp"), None, None, None, "missing",
-                                "a data dir needs wav.scp (run stage 1 / local/data.sh)"))
+        raise DataError(
+            Problem(
+                str(d / "wav.scp"),
+                None,
+                None,
+                None,
+                "missing",
+                "a data dir needs wav.scp (run stage 1 / local/data.sh)",
+            )
+        )
     files = {n: read_kv(d / n) for n in (*RECO_FILES, *utt_files(d)) if (d / n).is_file()}
     plain = {n: (d / n).read_text(encoding="utf-8") for n in PLAIN_FILES if (d / n).is_file()}
     return files, plain
@@ -136,8 +147,13 @@ def fix_data_dir(d: str | Path) -> int:
     return len(keys)
 
 
-def copy_data_dir(src: str | Path, dst: str | Path, utt_prefix: str = "", spk_prefix: str = "",
-                  drop: tuple[str, ...] = ()) -> None:
+def copy_data_dir(
+    src: str | Path,
+    dst: str | Path,
+    utt_prefix: str = "",
+    spk_prefix: str = "",
+    drop: tuple[str, ...] = (),
+) -> None:
     """Copy ``src`` to ``dst``, prefixing utterance (and recording) ids and speaker ids.
 
     ``drop``: file names not to copy (e.g. ``("segments", "wav.scp")`` before formatting).
@@ -169,9 +185,16 @@ def combine_data_dirs(dst: str | Path, srcs: list[str | Path]) -> int:
         for name in names:
             for k, v in files[name].items():
                 if k in out[name] and out[name][k] != v:
-                    problems.append(Problem(str(Path(src) / name), None, k, v,
-                                            "id already used by an earlier source dir",
-                                            "prefix the ids (e.g. copy with --utt_prefix)"))
+                    problems.append(
+                        Problem(
+                            str(Path(src) / name),
+                            None,
+                            k,
+                            v,
+                            "id already used by an earlier source dir",
+                            "prefix the ids (e.g. copy with --utt_prefix)",
+                        )
+                    )
                 out[name][k] = v
     if problems:
         raise DataError(problems)
@@ -185,20 +208,28 @@ def split_data_dir(src: str | Path, num_splits: int) -> list[Path]:
     files, plain = load_dir(src)
     keys = _utt_keys(src)
     if not 1 <= num_splits <= len(keys):
-        raise ValueError(f"{src}: cannot split {len(keys)} utterances into {num_splits} parts; "
-                         f"use 1 <= num_splits <= {len(keys)}")
+        raise ValueError(
+            f"{src}: cannot split {len(keys)} utterances into {num_splits} parts; "
+            f"use 1 <= num_splits <= {len(keys)}"
+        )
     outs = []
     for i in range(num_splits):
-        part = keys[i * len(keys) // num_splits:(i + 1) * len(keys) // num_splits]
+        part = keys[i * len(keys) // num_splits : (i + 1) * len(keys) // num_splits]
         out = src / f"split{num_splits}" / str(i + 1)
         write_dir(out, select(files, set(part)), plain)
         outs.append(out)
     return outs
 
 
-def subset_data_dir(src: str | Path, dst: str | Path, num: int | None = None,
-                    utt_list: str | Path | None = None, spk_list: str | Path | None = None,
-                    shuffle: bool = False, seed: int = 0) -> int:
+def subset_data_dir(
+    src: str | Path,
+    dst: str | Path,
+    num: int | None = None,
+    utt_list: str | Path | None = None,
+    spk_list: str | Path | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> int:
     """Subset by the first (or, with ``shuffle``, random) ``num`` utterances, an utterance list
     file, or a speaker list file (one id per line). Returns the number kept."""
     src = Path(src)

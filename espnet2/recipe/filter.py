@@ -15,7 +15,9 @@ from espnet2.recipe import datadir
 logger = logging.getLogger(__name__)
 
 
-def filter_data_dir(src: str | Path, dst: str | Path, fs: int, min_sec: float, max_sec: float) -> tuple[int, int]:
+def filter_data_dir(
+    src: str | Path, dst: str | Path, fs: int, min_sec: float, max_sec: float
+) -> tuple[int, int]:
     """Copy ``src`` to ``dst`` keeping ``min_sec * fs < num_samples < max_sec * fs``.
 
     Returns ``(kept, total)``. Raises :class:`DataError` if nothing is left (with the bounds).
@@ -23,8 +25,16 @@ def filter_data_dir(src: str | Path, dst: str | Path, fs: int, min_sec: float, m
     src, dst = Path(src), Path(dst)
     n2s = src / "utt2num_samples"
     if not n2s.is_file():
-        raise DataError(Problem(str(n2s), None, None, None, "missing",
-                                "run stage 3 (format audio) first; it writes utt2num_samples"))
+        raise DataError(
+            Problem(
+                str(n2s),
+                None,
+                None,
+                None,
+                "missing",
+                "run stage 3 (format audio) first; it writes utt2num_samples",
+            )
+        )
     lengths = datadir.read_kv(n2s)
     files, plain = datadir.load_dir(src)
     lo, hi = min_sec * fs, max_sec * fs
@@ -34,19 +44,41 @@ def filter_data_dir(src: str | Path, dst: str | Path, fs: int, min_sec: float, m
         try:
             samples = int(n)
         except ValueError:
-            problems.append(Problem(str(n2s), lineno, utt, n, "not an integer sample count",
-                                    "re-run stage 3 to rewrite utt2num_samples"))
+            problems.append(
+                Problem(
+                    str(n2s),
+                    lineno,
+                    utt,
+                    n,
+                    "not an integer sample count",
+                    "re-run stage 3 to rewrite utt2num_samples",
+                )
+            )
             continue
         if lo < samples < hi:
             keep.add(utt)
     if problems:
         raise DataError(problems)
     if not keep:
-        raise DataError(Problem(str(n2s), None, None, None,
-                                f"no utterance is within ({min_sec}, {max_sec}) s at {fs} Hz",
-                                "check --min_wav_duration/--max_wav_duration and --fs"))
+        raise DataError(
+            Problem(
+                str(n2s),
+                None,
+                None,
+                None,
+                f"no utterance is within ({min_sec}, {max_sec}) s at {fs} Hz",
+                "check --min_wav_duration/--max_wav_duration and --fs",
+            )
+        )
     datadir.write_dir(dst, datadir.select(files, keep), plain)
     kept = datadir.fix_data_dir(dst)
-    logger.info("%s -> %s: kept %d of %d utterances in (%s, %s) s", src, dst, kept, len(lengths),
-                min_sec, max_sec)
+    logger.info(
+        "%s -> %s: kept %d of %d utterances in (%s, %s) s",
+        src,
+        dst,
+        kept,
+        len(lengths),
+        min_sec,
+        max_sec,
+    )
     return kept, len(lengths)

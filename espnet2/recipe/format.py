@@ -35,7 +35,9 @@ def parse_fs(fs: str | int) -> int:
     return int(value)
 
 
-def read_recording(spec: str, start: float | None = None, end: float | None = None) -> tuple[np.ndarray, int]:
+def read_recording(
+    spec: str, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, int]:
     """Read a ``wav.scp`` value: a path or ``cmd |``; optionally only ``[start, end)`` seconds.
 
     Returns ``(float32 array (N,) or (N, C), fs)``.
@@ -44,11 +46,15 @@ def read_recording(spec: str, start: float | None = None, end: float | None = No
     if spec.endswith("|"):
         proc = subprocess.run(spec[:-1], shell=True, capture_output=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"pipe {spec!r} exited with {proc.returncode}: "
-                               f"{proc.stderr.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"pipe {spec!r} exited with {proc.returncode}: "
+                f"{proc.stderr.decode(errors='replace')[-500:]}"
+            )
         wav, fs = sf.read(io.BytesIO(proc.stdout), dtype="float32")
         if start is not None:
-            wav = wav[int(round(start * fs)):None if end is None or end < 0 else int(round(end * fs))]
+            wav = wav[
+                int(round(start * fs)) : None if end is None or end < 0 else int(round(end * fs))
+            ]
         return wav, fs
     if start is None:
         return sf.read(spec, dtype="float32")
@@ -64,7 +70,9 @@ def resample(wav: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
     return soxr.resample(wav, fs_in, fs_out, quality="VHQ").astype(np.float32)
 
 
-def format_utts(src: Path, keys: list[str], outdir: Path, fs: int, audio_format: str) -> dict[str, int]:
+def format_utts(
+    src: Path, keys: list[str], outdir: Path, fs: int, audio_format: str
+) -> dict[str, int]:
     """Format the utterances ``keys`` of data dir ``src`` into ``outdir``; returns num samples.
 
     Writes ``outdir/wav.scp`` and ``outdir/utt2num_samples`` for these keys. All unreadable
@@ -89,8 +97,16 @@ def format_utts(src: Path, keys: list[str], outdir: Path, fs: int, audio_format:
                 sf.write(f, wav, fs, format=audio_format.upper(), subtype="PCM_16")
         except (RuntimeError, ValueError, KeyError, OSError, sf.LibsndfileError) as e:
             spec = wav_scp.get(segments[utt].split()[0] if segments else utt, "?")
-            problems.append(Problem(str(src / "wav.scp"), None, utt, spec, f"cannot format: {e}",
-                                    "fix or remove this entry (utils: espnet2.bin.data_dir)"))
+            problems.append(
+                Problem(
+                    str(src / "wav.scp"),
+                    None,
+                    utt,
+                    spec,
+                    f"cannot format: {e}",
+                    "fix or remove this entry (utils: espnet2.bin.data_dir)",
+                )
+            )
             continue
         scp[utt] = str(path.resolve())
         lengths[utt] = len(wav)
@@ -104,10 +120,12 @@ def format_utts(src: Path, keys: list[str], outdir: Path, fs: int, audio_format:
 def prepare_jobs(src: Path, dst: Path, nj: int) -> int:
     """Copy ``src`` (without audio files) to ``dst`` and write ``dst/logdir/keys.{1..nj}``."""
     datadir.copy_data_dir(src, dst, drop=("segments", *datadir.RECO_FILES))
-    keys = sorted(datadir.read_kv(src / "segments" if (src / "segments").is_file() else src / "wav.scp"))
+    keys = sorted(
+        datadir.read_kv(src / "segments" if (src / "segments").is_file() else src / "wav.scp")
+    )
     nj = max(1, min(nj, len(keys)))
     for i in range(nj):
-        part = keys[i * len(keys) // nj:(i + 1) * len(keys) // nj]
+        part = keys[i * len(keys) // nj : (i + 1) * len(keys) // nj]
         with atomic_write(dst / "logdir" / f"keys.{i + 1}") as f:
             f.write("".join(k + "\n" for k in part))
     return nj
@@ -127,5 +145,16 @@ def merge_jobs(dst: Path, nj: int) -> int:
 
 def job_command(src: Path, dst: Path, fs: int, audio_format: str) -> list[str]:
     """The per-job command (``JOB`` is substituted by the backend)."""
-    return [sys.executable, "-m", "espnet2.bin.format_wav_scp", "--job", "JOB", "--fs", str(fs),
-            "--audio_format", audio_format, str(src), str(dst)]
+    return [
+        sys.executable,
+        "-m",
+        "espnet2.bin.format_wav_scp",
+        "--job",
+        "JOB",
+        "--fs",
+        str(fs),
+        "--audio_format",
+        audio_format,
+        str(src),
+        str(dst),
+    ]

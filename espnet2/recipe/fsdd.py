@@ -44,17 +44,27 @@ def list_recordings(root: str | Path) -> list[Recording]:
     if tsv.is_file():
         with open(tsv, encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f, delimiter="\t"):
-                out.append(Recording(row["utt_id"], (root / row["path"]).resolve(), row["speaker"],
-                                     row["digit"], int(row["index"])))
+                out.append(
+                    Recording(
+                        row["utt_id"],
+                        (root / row["path"]).resolve(),
+                        row["speaker"],
+                        row["digit"],
+                        int(row["index"]),
+                    )
+                )
     else:
         for wav in sorted((root / "recordings").glob("*.wav")):
             parts = wav.stem.split("_")
             if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
-                raise ValueError(f"{wav}: not an FSDD name {{digit}}_{{speaker}}_{{take}}.wav; "
-                                 "remove foreign files from recordings/")
+                raise ValueError(
+                    f"{wav}: not an FSDD name {{digit}}_{{speaker}}_{{take}}.wav; "
+                    "remove foreign files from recordings/"
+                )
             digit, speaker, take = parts[0], parts[1], int(parts[2])
-            out.append(Recording(f"{speaker}_{digit}_{take:02d}", wav.resolve(), speaker, digit,
-                                 take))
+            out.append(
+                Recording(f"{speaker}_{digit}_{take:02d}", wav.resolve(), speaker, digit, take)
+            )
     if not out:
         raise FileNotFoundError(f"{root}: no recordings/*.wav; pass the FSDD root (--fsdd_root)")
     return sorted(out, key=lambda r: r.utt)
@@ -78,14 +88,20 @@ def download(dest: str | Path) -> Path:
     return root
 
 
-def split_sets(recs: list[Recording], test_speakers: tuple[str, ...] = TEST_SPEAKERS,
-               valid_takes: int = 5, subset: int | None = None) -> dict[str, list[Recording]]:
+def split_sets(
+    recs: list[Recording],
+    test_speakers: tuple[str, ...] = TEST_SPEAKERS,
+    valid_takes: int = 5,
+    subset: int | None = None,
+) -> dict[str, list[Recording]]:
     """{"train", "valid", "test"}: speaker-disjoint; ``subset`` keeps takes ``< subset``."""
     speakers = sorted({r.speaker for r in recs})
     unknown = [s for s in test_speakers if s not in speakers]
     if unknown or len(set(test_speakers)) >= len(speakers):
-        raise ValueError(f"test speakers {list(test_speakers)} must be a proper subset of "
-                         f"the corpus speakers {speakers}")
+        raise ValueError(
+            f"test speakers {list(test_speakers)} must be a proper subset of "
+            f"the corpus speakers {speakers}"
+        )
     if subset is not None:
         recs = [r for r in recs if r.take < subset]
         valid_takes = max(1, min(valid_takes, subset // 5))
@@ -107,13 +123,23 @@ def write_sets(sets: dict[str, list[Recording]], data_dir: str | Path) -> None:
             "text": {r.utt: r.digit for r in recs},
         }
         datadir.write_dir(Path(data_dir) / name, files)
-        logger.info("%s/%s: %d utterances, speakers %s", data_dir, name, len(recs),
-                    sorted({r.speaker for r in recs}))
+        logger.info(
+            "%s/%s: %d utterances, speakers %s",
+            data_dir,
+            name,
+            len(recs),
+            sorted({r.speaker for r in recs}),
+        )
 
 
-def prepare(fsdd_root: str | Path | None, data_dir: str | Path, download_dir: str | Path,
-            test_speakers: tuple[str, ...] = TEST_SPEAKERS, valid_takes: int = 5,
-            subset: int | None = None) -> dict[str, int]:
+def prepare(
+    fsdd_root: str | Path | None,
+    data_dir: str | Path,
+    download_dir: str | Path,
+    test_speakers: tuple[str, ...] = TEST_SPEAKERS,
+    valid_takes: int = 5,
+    subset: int | None = None,
+) -> dict[str, int]:
     """Build the Kaldi dirs from a local copy (or the downloaded release); returns set sizes."""
     root = Path(fsdd_root) if fsdd_root else download(download_dir)
     sets = split_sets(list_recordings(root), test_speakers, valid_takes, subset)

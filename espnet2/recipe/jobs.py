@@ -63,7 +63,7 @@ def wrap(command: str) -> str:
     """The bash script a job runs: header, command, footer with its exit code."""
     return (
         f"echo '# '{shlex.quote(command)}; echo \"# Started at $(date)\"; "
-        f"( {command} ); rc=$?; echo \"# Ended (code $rc) at $(date)\"; exit $rc"
+        f'( {command} ); rc=$?; echo "# Ended (code $rc) at $(date)"; exit $rc'
     )
 
 
@@ -86,17 +86,23 @@ def run_local(spec: JobSpec, max_jobs_run: int | None = None) -> int:
 
     Returns 0 when all jobs succeeded, else 1 (after printing the failing logs' tails).
     """
+
     def one(index: int) -> tuple[int, str, int]:
         log = spec.subst(spec.log, index)
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w", encoding="utf-8") as f:
-            rc = subprocess.call(["bash", "-c", wrap(spec.subst(spec.command, index))],
-                                 stdout=f, stderr=subprocess.STDOUT)
+            rc = subprocess.call(
+                ["bash", "-c", wrap(spec.subst(spec.command, index))],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            )
         return index, log, rc
 
     indices = list(spec.indices())
     start = time.time()
-    with ThreadPoolExecutor(max_workers=max(1, min(max_jobs_run or len(indices), len(indices)))) as ex:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(max_jobs_run or len(indices), len(indices)))
+    ) as ex:
         results = list(ex.map(one, indices))
     failed = [r for r in results if r[2] != 0]
     logger.info("%d jobs finished in %.1f s", len(indices), time.time() - start)
@@ -133,8 +139,10 @@ class SlurmConf:
                 else:
                     conf.rules.setdefault(name, []).append((value, rest.split()[1:]))
             else:
-                raise ValueError(f"{path}:{lineno}: cannot parse {raw!r}; expected 'command ...', "
-                                 "'default name=value' or 'option name=value|* flags'")
+                raise ValueError(
+                    f"{path}:{lineno}: cannot parse {raw!r}; expected 'command ...', "
+                    "'default name=value' or 'option name=value|* flags'"
+                )
         return conf
 
     def flags(self, options: dict[str, str]) -> list[str]:
@@ -153,8 +161,13 @@ class SlurmConf:
         return out
 
 
-def slurm_argv(spec: JobSpec, conf: SlurmConf, options: dict[str, str],
-               num_nodes: int = 1, max_jobs_run: int | None = None) -> list[str]:
+def slurm_argv(
+    spec: JobSpec,
+    conf: SlurmConf,
+    options: dict[str, str],
+    num_nodes: int = 1,
+    max_jobs_run: int | None = None,
+) -> list[str]:
     """The ``sbatch --wait`` command line for ``spec`` (a job array when it has a JOB range).
 
     Multi-node jobs (``num_nodes > 1``) get ``--nodes`` and one task per GPU on each node; the
@@ -175,8 +188,13 @@ def slurm_argv(spec: JobSpec, conf: SlurmConf, options: dict[str, str],
     return argv
 
 
-def run_slurm(spec: JobSpec, conf: SlurmConf, options: dict[str, str], num_nodes: int = 1,
-              max_jobs_run: int | None = None) -> int:
+def run_slurm(
+    spec: JobSpec,
+    conf: SlurmConf,
+    options: dict[str, str],
+    num_nodes: int = 1,
+    max_jobs_run: int | None = None,
+) -> int:
     """Submit with ``sbatch --wait``; on failure print the failing logs' tails."""
     for i in spec.indices():
         Path(spec.subst(spec.log, i)).parent.mkdir(parents=True, exist_ok=True)
@@ -191,5 +209,7 @@ def run_slurm(spec: JobSpec, conf: SlurmConf, options: dict[str, str], num_nodes
         m = re.search(r"# Ended \(code (\d+)\)", tail(log, 3))
         if m is None or m[1] != "0":
             failed.append((i, log, int(m[1]) if m else rc))
-    report_failures(failed or [(spec.first, spec.subst(spec.log, spec.first), rc)], len(spec.indices()))
+    report_failures(
+        failed or [(spec.first, spec.subst(spec.log, spec.first), rc)], len(spec.indices())
+    )
     return 1

@@ -28,9 +28,17 @@ def backend_of(cmd: str) -> str:
     return "local"
 
 
-def launch_argv(cmd: str, log: str, train: list[str], ngpu: int = 0, num_nodes: int = 1,
-                node_rank: int | None = None, master_addr: str = "", master_port: int = 29500,
-                python: str = "python3") -> list[str]:
+def launch_argv(
+    cmd: str,
+    log: str,
+    train: list[str],
+    ngpu: int = 0,
+    num_nodes: int = 1,
+    node_rank: int | None = None,
+    master_addr: str = "",
+    master_port: int = 29500,
+    python: str = "python3",
+) -> list[str]:
     """argv that runs the trainer module invocation ``train`` (``["-m", "espnet2.bin.x", ...]``)."""
     if num_nodes < 1 or ngpu < 0:
         raise LaunchError(f"num_nodes={num_nodes}, ngpu={ngpu}: need num_nodes >= 1 and ngpu >= 0")
@@ -39,9 +47,21 @@ def launch_argv(cmd: str, log: str, train: list[str], ngpu: int = 0, num_nodes: 
         return [*base, log, python, *train, "--ngpu", str(ngpu)]
     per_node = max(ngpu, 1)
     if backend_of(cmd) == "slurm":
-        return [*base, "--num_nodes", str(num_nodes), "--num_threads", "1", log,
-                "srun", "--export=ALL", f"--ntasks-per-node={per_node}", python, *train,
-                "--ngpu", "1" if ngpu else "0"]
+        return [
+            *base,
+            "--num_nodes",
+            str(num_nodes),
+            "--num_threads",
+            "1",
+            log,
+            "srun",
+            "--export=ALL",
+            f"--ntasks-per-node={per_node}",
+            python,
+            *train,
+            "--ngpu",
+            "1" if ngpu else "0",
+        ]
     if node_rank is None or not master_addr:
         raise LaunchError(
             f"num_nodes={num_nodes} with the local backend: start the same command on every node "
@@ -50,7 +70,14 @@ def launch_argv(cmd: str, log: str, train: list[str], ngpu: int = 0, num_nodes: 
         )
     if not 0 <= node_rank < num_nodes:
         raise LaunchError(f"--node_rank {node_rank} is outside 0..{num_nodes - 1}")
-    torchrun = [python, "-m", "torch.distributed.run", f"--nnodes={num_nodes}",
-                f"--node_rank={node_rank}", f"--nproc_per_node={per_node}",
-                f"--master_addr={master_addr}", f"--master_port={master_port}"]
+    torchrun = [
+        python,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={num_nodes}",
+        f"--node_rank={node_rank}",
+        f"--nproc_per_node={per_node}",
+        f"--master_addr={master_addr}",
+        f"--master_port={master_port}",
+    ]
     return [*base, log, *torchrun, *train, "--ngpu", "1" if ngpu else "0"]

@@ -20,8 +20,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE]-?\d+)?")
 BEGIN, END = "# <options>", "# </options>"
-_DECL = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>\"[^\"]*\"|'[^']*'|\S*)\s*(?:#\s?(?P<help>.*))?$")
+_DECL = re.compile(
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>\"[^\"]*\"|'[^']*'|\S*)\s*(?:#\s?(?P<help>.*))?$"
+)
 
 
 class OptionError(ValueError):
@@ -50,8 +53,8 @@ class Option:
         return self.default in ("true", "false")
 
     @property
-    def is_int(self) -> bool:
-        return re.fullmatch(r"-?\d+", self.default) is not None
+    def is_number(self) -> bool:
+        return _NUMBER.fullmatch(self.default) is not None
 
 
 def parse_declarations(script: str | Path) -> list[Option]:
@@ -61,7 +64,9 @@ def parse_declarations(script: str | Path) -> list[Option]:
         start = lines.index(BEGIN) + 1
         stop = lines.index(END, start)
     except ValueError:
-        raise OptionError(f"{script}: no '{BEGIN}' ... '{END}' block; declare options there") from None
+        raise OptionError(
+            f"{script}: no '{BEGIN}' ... '{END}' block; declare options there"
+        ) from None
     options: list[Option] = []
     for lineno in range(start, stop):
         line = lines[lineno].strip()
@@ -119,8 +124,8 @@ def _check(opt: Option, value: str) -> str:
         raise OptionError(f"--{opt.name} {value!r} is not one of {opt.choices}")
     if opt.is_bool and value not in ("true", "false"):
         raise OptionError(f"--{opt.name} takes true or false, got {value!r}")
-    if opt.is_int and re.fullmatch(r"-?\d+", value) is None:
-        raise OptionError(f"--{opt.name} takes an integer, got {value!r}")
+    if opt.is_number and _NUMBER.fullmatch(value) is None:
+        raise OptionError(f"--{opt.name} takes a number, got {value!r}")
     return value
 
 

@@ -3,8 +3,9 @@
 Speed factor ``f`` plays the audio ``f`` times faster (pitch and tempo change together): the
 waveform is resampled from ``fs`` to ``fs / f`` and relabelled ``fs``. In the data dir this
 is a pipe in ``wav.scp`` (``python -m espnet2.bin.perturb_speed --pipe f <spec> |``) resolved by
-stage 3, utterance/recording/speaker ids get the prefix ``sp{f}-``, segment times and
-``utt2num_samples``/``utt2dur`` are divided by ``f``. Factor 1.0 keeps the original ids.
+stage 3, utterance/recording/speaker ids get the prefix ``sp{f}-``, segment times are divided
+by ``f`` and length files (``utt2num_samples``, ``utt2dur``) are dropped (stage 3 rewrites
+them). Factor 1.0 keeps the original ids.
 """
 
 from __future__ import annotations
@@ -21,25 +22,28 @@ from espnet2.recipe import datadir
 logger = logging.getLogger(__name__)
 
 
+LENGTH_FILES = ("utt2num_samples", "utt2dur")
+
+
 def prefix(factor: float) -> str:
     """Id prefix of a factor: ``0.9`` -> ``"sp0.9-"``."""
     return f"sp{factor:g}-"
 
 
 def change_speed(wav: np.ndarray, fs: int, factor: float) -> np.ndarray:
-    """Play ``wav`` ``factor`` times faster; output length ``ceil(N / factor)``."""
+    """Play ``wav`` ``factor`` times faster: (N,) -> (≈ N / factor,) (within one sample)."""
     import soxr
 
     return soxr.resample(wav, fs, fs / factor, quality="VHQ").astype(np.float32)
 
 
 def _pipe(spec: str, factor: float) -> str:
-    inner = spec.strip()
-    return f"{shlex.quote(sys.executable)} -m espnet2.bin.perturb_speed --pipe {factor:g} {shlex.quote(inner)} |"
+    exe = shlex.quote(sys.executable)
+    return f"{exe} -m espnet2.bin.perturb_speed --pipe {factor:g} {shlex.quote(spec.strip())} |"
 
 
 def perturb_data_dir(src: str | Path, dst: str | Path, factor: float) -> None:
-    """Write ``dst``: a copy of ``src`` at speed ``factor`` (ids prefixed unless ``factor == 1``)."""
+    """Write ``dst``: ``src`` at speed ``factor`` (ids prefixed unless ``factor == 1``)."""
     if factor <= 0:
         raise ValueError(f"speed factor {factor} must be > 0 (e.g. 0.9 1.0 1.1)")
     src, dst = Path(src), Path(dst)
@@ -58,11 +62,8 @@ def perturb_data_dir(src: str | Path, dst: str | Path, factor: float) -> None:
             seg[p + k] = f"{p}{reco} {float(start) / factor:.3f} {end_s}"
         out["segments"] = seg
     out["utt2spk"] = {p + k: p + v for k, v in files["utt2spk"].items()}
-    for name in ("utt2num_samples",):
-        if name in files:
-            out[name] = {p + k: str(int(np.ceil(int(v) / factor))) for k, v in files[name].items()}
-    for name, data in files.items():
-        if name not in out and name not in datadir.RECO_FILES and name != "utt2dur":
+    for name, data in files.items():  # lengths are dropped: stage 3 measures them again
+        if name not in out and name not in datadir.RECO_FILES and name not in LENGTH_FILES:
             out[name] = {p + k: v for k, v in data.items()}
     datadir.write_dir(dst, out, plain)
 

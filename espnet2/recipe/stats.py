@@ -2,7 +2,7 @@
 
 Splits the train and valid ``wav.scp`` keys into ``nj`` lists, runs
 ``espnet2.bin.ssl_train --collect_stats true`` once per list through the job backend, then
-aggregates ``<output_dir>/{train,valid}/``: through ``espnet2.train.collect_stats.aggregate_stats_dirs``.
+merges them into ``<output_dir>/{train,valid}/`` with the trainer's ``aggregate_stats_dirs``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def split_keys(scp: Path, nj: int, out: Path, name: str) -> None:
     data = datadir.read_kv(scp)
     keys = sorted(data)
     for i in range(nj):
-        part = {k: data[k] for k in keys[i * len(keys) // nj:(i + 1) * len(keys) // nj]}
+        part = {k: data[k] for k in keys[i * len(keys) // nj : (i + 1) * len(keys) // nj]}
         datadir.write_kv(out / f"{name}.{i + 1}.scp", part)
 
 
@@ -32,11 +32,21 @@ def num_jobs(nj: int, train_dir: Path, valid_dir: Path) -> int:
     return max(1, min(nj, *sizes))
 
 
-def job_command(train_dir: Path, valid_dir: Path, logdir: Path, with_text: bool,
-                extra: list[str]) -> list[str]:
+def job_command(
+    train_dir: Path, valid_dir: Path, logdir: Path, with_text: bool, extra: list[str]
+) -> list[str]:
     """The per-job ``ssl_train --collect_stats true`` command (``JOB`` substituted later)."""
-    argv = [sys.executable, "-m", "espnet2.bin.ssl_train", "--collect_stats", "true",
-            "--use_preprocessor", "true", "--normalize", "none"]
+    argv = [
+        sys.executable,
+        "-m",
+        "espnet2.bin.ssl_train",
+        "--collect_stats",
+        "true",
+        "--use_preprocessor",
+        "true",
+        "--normalize",
+        "none",
+    ]
     for tag, d in (("train", train_dir), ("valid", valid_dir)):
         argv += [f"--{tag}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound"]
         if with_text:
@@ -50,7 +60,9 @@ def aggregate(stats_dirs: list[Path], output_dir: Path, sum_stats: bool) -> None
     ``aggregate_stats_dirs``: shapes concatenated, feats stats summed only for global MVN)."""
     from espnet2.train.collect_stats import aggregate_stats_dirs
 
-    aggregate_stats_dirs([str(d) for d in stats_dirs], str(output_dir), skip_sum_stats=not sum_stats)
+    aggregate_stats_dirs(
+        [str(d) for d in stats_dirs], str(output_dir), skip_sum_stats=not sum_stats
+    )
     logger.info("aggregated %d stats dirs into %s", len(stats_dirs), output_dir)
 
 

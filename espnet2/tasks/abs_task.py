@@ -9,6 +9,13 @@ reported at once. ``--print_config`` prints the fully resolved config (every opt
 constructor defaults of the chosen classes); it reloads with ``--config`` to the same namespace.
 The same resolved config is written to ``<output_dir>/config.yaml``.
 
+Deliberate differences from ESPnet: default ``optim`` is ``adam`` (ESPnet: adadelta) and
+default ``batch_type`` is ``numel`` (ESPnet: folded, which is not implemented; ``fold_length`` is
+accepted and unused); ``train_dtype`` other than float32 is refused (use ``use_amp``); ESPnet keys
+that change nothing here (``num_att_plot``, ``sort_in_batch`` ...) are accepted with a warning
+when set to a non-default value (:data:`ESPNET_NOOP_KEYS`); an output dir holding a different
+``config.yaml`` is refused unless ``--resume true``.
+
 DeepSpeed: ``use_deepspeed: true`` does not fail. There is no DeepSpeed here; training goes on
 torch-native (DDP + bf16 autocast when ``use_amp`` or a bf16 DeepSpeed json asks for it) with a
 warning that names the equivalent options (see :func:`deepspeed_fallback`).
@@ -28,11 +35,13 @@ from espnet2.utils import config as cfg
 from espnet2.utils.config import (
     ConfigError,
     NestedDictAction,
-    YamlListAction,
-    float_or_none,
+    TaskArgumentParser,
+    coerce_value,
     int_or_none,
     str2bool,
+    str2triple,
     str_or_none,
+    strict_float,
     strict_int,
     suggestion,
 )
@@ -68,51 +77,6 @@ VOLATILE_KEYS = {
     "dist_master_port", "dist_launcher", "multiprocessing_distributed", "output_dir",
     "log_interval", "use_tensorboard", "use_matplotlib",
 }
-
-_TYPE_NAMES = {
-    strict_int: "an integer", float: "a number", str2bool: "a boolean (true/false)",
-    int_or_none: "an integer or none", float_or_none: "a number or none",
-    str_or_none: "a string or none", str: "a string", cfg.humanfriendly_int: "a size like 16k",
-}
-
-
-def str2triple(value: Any) -> list[str]:
-    """``a,b,c`` or a 3-element list -> ``[a, b, c]`` (data triples, best_model_criterion)."""
-    if isinstance(value, (list, tuple)):
-        parts = [str(v) for v in value]
-    else:
-        parts = [p.strip() for p in str(value).split(",")]
-    if len(parts) != 3:
-        raise ValueError(f"expected 3 comma-separated fields, got {value!r}")
-    return parts
-
-
-_TYPE_NAMES[str2triple] = "three comma-separated fields (a,b,c)"
-
-
-def positive_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    return float(value)
-
-
-_TYPE_NAMES[positive_float] = "a number"
-
-
-class TaskArgumentParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors suggest the closest option for unknown flags."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        if message.startswith("unrecognized arguments:"):
-            opts = [o for a in self._actions for o in a.option_strings]
-            hints = []
-            for tok in message.split(":", 1)[1].split():
-                if tok.startswith("--"):
-                    hints.append(f"{tok}{suggestion(tok, opts)}")
-            if hints:
-                message += "; " + "; ".join(hints)
-        self.exit(2, f"{self.prog}: error: {message}\n(see --help for every option)\n")
-
 
 class AbsTask(ABC):
     """Subclasses set ``class_choices_list`` and implement the abstract class methods."""
@@ -191,8 +155,8 @@ class AbsTask(ABC):
                                 ["train", "acc", "max"], ["valid", "acc", "max"]])
         g.add_argument("--keep_nbest_models", type=strict_int, nargs="+", default=[10])
         g.add_argument("--nbest_averaging_interval", type=strict_int, default=0)
-        g.add_argument("--grad_clip", type=positive_float, default=5.0)
-        g.add_argument("--grad_clip_type", type=positive_float, default=2.0)
+        g.add_argument("--grad_clip", type=strict_float, default=5.0)
+        g.add_argument("--grad_clip_type", type=strict_float, default=2.0)
         g.add_argument("--accum_grad", type=strict_int, default=1)
         g.add_argument("--resume", type=str2bool, default=False)
         g.add_argument("--train_dtype", type=str, default="float32",
@@ -211,10 +175,13 @@ class AbsTask(ABC):
                        help="stop after this many updates (fairseq max_update)")
         g.add_argument("--save_every_n_steps", type=int_or_none, default=None,
                        help="also write checkpoint.pth every this many updates")
+        g.add_argument("--max_consecutive_skips", type=strict_int, default=20,
+                       help="stop (with a checkpoint) after this many skipped updates in a row "
+                       "(non-finite loss or gradient on any rank)")
         g.add_argument("--amp_dtype", type=str, default="bfloat16", choices=["bfloat16", "float16"])
         g.add_argument("--no_forward_run", type=str2bool, default=False,
                        help="iterate the data only (checks data, measures loader speed)")
-        g.add_argument("--optim", type=str, default="adam")
+        g.add_argument("--optim", type=str, default="adam", help="adam | adamw | sgd")
         g.add_argument("--optim_conf", action=NestedDictAction, default={})
         g.add_argument("--scheduler", type=str_or_none, default=None)
         g.add_argument("--scheduler_conf", action=NestedDictAction, default={})
@@ -253,10 +220,8 @@ class AbsTask(ABC):
         problems: list[str] = []
         if known.config is not None:
             data = cfg.load_yaml(known.config)
-            defaults = cls._yaml_defaults(parser, data, known.config, problems)
-            if problems:
-                raise ConfigError("\n".join(problems))
-            parser.set_defaults(**defaults)
+            # good keys become defaults; bad ones are reported with the CLI checks below
+            parser.set_defaults(**cls._yaml_defaults(parser, data, known.config, problems))
         args = parser.parse_args(cmd)
         problems += cls.check_args(args)
         if problems:
@@ -292,6 +257,9 @@ class AbsTask(ABC):
             name = getattr(args, choices.name)
             conf = getattr(args, f"{choices.name}_conf")
             if name is None:
+                if not choices.optional:
+                    problems.append(f"--{choices.name} is required: choose one of "
+                                    f"{', '.join(choices.choices())}")
                 continue
             c = choices.get_class(name)
             problems += check_conf_keys(c, conf, f"{choices.name}_conf ({name})",
@@ -326,8 +294,11 @@ class AbsTask(ABC):
         return cfg._plain(config)
 
     @classmethod
-    def prepare_output_dir(cls, args: argparse.Namespace) -> dict:
-        """Write ``config.yaml``; refuse to overwrite a different one unless ``--resume``."""
+    def prepare_output_dir(cls, args: argparse.Namespace, write: bool = True) -> dict:
+        """Write ``config.yaml``; refuse to overwrite a different one unless ``--resume``.
+
+        ``write=False`` only checks (``main`` checks, runs the preflight, then writes, so a
+        refused run leaves the output dir untouched)."""
         if args.output_dir is None:
             raise ConfigError("--output_dir is required (where config.yaml, logs and "
                               "checkpoints go)")
@@ -338,15 +309,15 @@ class AbsTask(ABC):
             old = cfg.load_yaml(path)
             diff = sorted(k for k in set(old) | set(config) if k not in VOLATILE_KEYS
                           and old.get(k) != config.get(k))
-            if diff and not args.resume:
+            if diff and not args.resume and not args.collect_stats:  # stats dirs are rebuilt
                 shown = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff[:8])
                 raise ConfigError(
                     f"{path} holds a different config ({len(diff)} key(s) differ: {shown}). "
                     "Nothing was overwritten. Use a new --output_dir, or pass --resume true to "
                     "continue that experiment with the new options.")
             if diff:
-                logger.warning("resuming with a changed config; differing keys: %s", diff)
-        if _launcher_rank() == 0:  # other torchrun/srun ranks only check
+                logger.warning("%s changes; differing keys: %s", path, diff)
+        if write and _launcher_rank() == 0:  # other torchrun/srun ranks only check
             cfg.dump_yaml(config, path)
         return config
 
@@ -364,17 +335,23 @@ class AbsTask(ABC):
             return
         from espnet2.data.errors import DataError
         from espnet2.tasks.preflight import PreflightError
+        from espnet2.train.trainer import TrainingDiverged
 
+        _close_log_file()  # a previous main() in this process must not receive this run's log
         try:
             deepspeed_fallback(args)
+            _check_devices(args)
+            cls.prepare_output_dir(args, write=False)
+            if not args.collect_stats:
+                cls.run_preflight(args)  # before anything is written to output_dir
             cls.prepare_output_dir(args)
             launch(cls, args)
-        except (ConfigError, DataError, PreflightError) as e:
+        except (ConfigError, DataError, PreflightError, TrainingDiverged) as e:
             if _LOG_FILE is not None:  # also keep it in train.log
                 _LOG_FILE.emit(logging.LogRecord(__name__, logging.ERROR, __file__, 0, "%s",
                                                  (e,), None))
             sys.stderr.write(f"error: {e}\n")
-            raise SystemExit(2) from None
+            raise SystemExit(1 if isinstance(e, TrainingDiverged) else 2) from None
 
     # ------------------------------------------------------------------ run (one process)
     @classmethod
@@ -455,7 +432,8 @@ class AbsTask(ABC):
         batches = build_batches(args.batch_type, lengths, batch_size=size, batch_bins=bins,
                                 min_batch_size=dist.world_size)
         conf = args.collate_fn_conf
-        collate = SSLCollate(geom, pad=bool(conf.get("pad", False)) if train else True,
+        pad = bool(conf.get("pad", False)) or not bool(conf.get("crop_audio", True))
+        collate = SSLCollate(geom, pad=pad if train else True,
                              rand_crop=bool(conf.get("rand_crop", True)) and train,
                              label_downsampling=int(conf.get("label_downsampling", 1)),
                              crop_seed=args.seed)
@@ -470,13 +448,17 @@ class AbsTask(ABC):
         return None
 
     @classmethod
+    def frontend_fs(cls, args: argparse.Namespace) -> int | None:
+        """Sampling rate the data must have (None: any)."""
+        return None
+
+    @classmethod
     def train(cls, args: argparse.Namespace, dist) -> None:
         from espnet2.train.optim import build_optimizer
         from espnet2.train.schedulers import build_scheduler
         from espnet2.train.trainer import Trainer
 
-        cls.run_preflight(args)
-        model = cls.build_model(args)
+        model = cls.build_model(args)  # main() ran the preflight before writing anything
         for spec in args.init_param:
             load_init_param(model, spec)
         freeze_parameters(model, args.freeze_param)
@@ -502,6 +484,7 @@ class AbsTask(ABC):
             best_model_criterion=args.best_model_criterion, patience=args.patience,
             early_stopping_criterion=args.early_stopping_criterion,
             save_every_n_steps=args.save_every_n_steps, seed=args.seed, resume=args.resume,
+            max_consecutive_skips=args.max_consecutive_skips,
             use_tensorboard=args.use_tensorboard, use_matplotlib=args.use_matplotlib,
             no_forward_run=args.no_forward_run, unused_parameters=args.unused_parameters,
             **cls.extra_trainer_options(args),
@@ -535,54 +518,25 @@ def _check_optim(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def _check_devices(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.collect_stats and args.ngpu > 0:
+        logger.info("collect_stats runs on CPU in one process; --ngpu is ignored")
+        args.ngpu = 0
+    if args.ngpu > 0 and not torch.cuda.is_available():
+        raise ConfigError(f"--ngpu {args.ngpu} but CUDA is not available on this machine; "
+                          "use --ngpu 0 to train on CPU")
+    if args.ngpu > 1 and args.ngpu > torch.cuda.device_count():
+        raise ConfigError(f"--ngpu {args.ngpu} but only {torch.cuda.device_count()} GPU(s) are "
+                          "visible (CUDA_VISIBLE_DEVICES)")
+
+
 def _launcher_rank() -> int:
     from espnet2.train.distributed import detect_launcher
 
     info = detect_launcher()
     return 0 if info is None else int(info["rank"])
-
-
-def coerce_value(action: argparse.Action, value: Any) -> Any:
-    """Convert a YAML value with the option's own converter; errors name the expected type."""
-    if isinstance(action, NestedDictAction):
-        return cfg.parse_dict_arg(value)
-    if isinstance(action, YamlListAction):
-        if isinstance(value, dict):
-            value = [value]
-        if value is not None and not isinstance(value, list):
-            raise ValueError("expected a list of {name: ..., conf: {...}} entries")
-        return value or []
-    if isinstance(action, argparse._StoreTrueAction):
-        return str2bool(value)
-    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*") or (
-        isinstance(action.nargs, int))
-    if many:
-        if action.type is str2triple and isinstance(value, list) and len(value) == 3 and all(
-                not isinstance(v, (list, tuple)) for v in value) and action.nargs == "+":
-            value = [value]  # best_model_criterion: [valid, loss, min] as a single triple
-        items = value if isinstance(value, (list, tuple)) else [value]
-        return [_convert(action, v) for v in items]
-    return _convert(action, value)
-
-
-def _convert(action: argparse.Action, value: Any) -> Any:
-    conv = action.type
-    expected = _TYPE_NAMES.get(conv, getattr(conv, "__name__", "a value"))
-    if conv in (str, None):
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"expected {expected}, got a {type(value).__name__}")
-        out = value if value is None and action.default is None else str(value)
-    else:
-        if value is None and conv in (strict_int, positive_float, str2bool, float):
-            raise ValueError(f"expected {expected}, got null")
-        try:
-            out = conv(value)
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
-            raise ValueError(f"expected {expected} ({e})") from None
-    if action.choices is not None and out not in action.choices:
-        hint = suggestion(str(out), map(str, action.choices))
-        raise ValueError(f"expected one of {list(action.choices)}{hint}")
-    return out
 
 
 def deepspeed_fallback(args: argparse.Namespace) -> None:
@@ -690,7 +644,7 @@ def launch(task: type[AbsTask], args: argparse.Namespace) -> None:
     from espnet2.train.distributed import detect_launcher, spawn_workers
 
     external = detect_launcher()
-    if args.ngpu > 1 and external is None:
+    if args.ngpu > 1 and external is None and not args.collect_stats:
         if not args.multiprocessing_distributed:
             raise SystemExit("error: --ngpu > 1 needs --multiprocessing_distributed true "
                              "(DataParallel is not supported) or an external launcher (torchrun)")
@@ -704,6 +658,14 @@ def _spawned_worker(task: type[AbsTask], args: argparse.Namespace) -> None:
 
 
 _LOG_FILE: logging.FileHandler | None = None
+
+
+def _close_log_file() -> None:
+    global _LOG_FILE
+    if _LOG_FILE is not None:
+        logging.getLogger().removeHandler(_LOG_FILE)
+        _LOG_FILE.close()
+        _LOG_FILE = None
 
 
 def setup_logging(args: argparse.Namespace, rank: int) -> None:

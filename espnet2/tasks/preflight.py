@@ -1,6 +1,8 @@
 """Checks run before the first training step; every problem is reported at once.
 
 * utterance sets agree between wav.scp, text and the shape files;
+* every audio header: the file exists and decodes, is not empty, is mono, has the frontend's
+  sampling rate and the sample count of the shape file (:func:`check_audio`);
 * every label is in the token list and is a label token (not ``<unk>``/``<sos/eos>``);
 * label count vs frames from the frontend's geometry, within ``TOLERANCE`` frames (the error
   names the utterance, both numbers and the likely cause, e.g. 100 Hz labels for a 50 Hz CNN);
@@ -15,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from espnet2.data.errors import DataError
+from espnet2.data.errors import DataError, Problem
 from espnet2.data.frames import FrameGeometry
 from espnet2.utils.config import ConfigError
 
@@ -87,10 +89,8 @@ def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
 
     problems: list[str] = []
     wav, p = _data_errors(read_kv, streams["speech"])
-    problems += p
-    if wav is None:
-        return problems
-    sets = {streams["speech"]: wav.keys()}
+    problems += p  # a broken wav.scp does not stop the other files' checks
+    sets = {streams["speech"]: wav.keys()} if wav is not None else {}
     text = None
     if "text" in streams:
         text, p = _data_errors(read_kv, streams["text"], allow_empty_value=True)
@@ -104,7 +104,11 @@ def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
         if lengths is not None:
             sets[sf] = lengths.keys()
             speech_lengths = lengths if i == 0 else speech_lengths
-    problems += _data_errors(check_same_utts, sets)[1]
+    if wav is not None:
+        audio_problems, header_lengths = check_audio(streams["speech"], wav, fs, speech_lengths)
+        problems += audio_problems
+        speech_lengths = header_lengths if speech_lengths is None else speech_lengths
+        problems += _data_errors(check_same_utts, sets)[1]
     if text is not None and tokens is not None:
         problems += _check_labels(streams["text"], text, tokens, num_classes)
     if text is not None and speech_lengths is not None:
@@ -120,6 +124,76 @@ def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
                             f"'{utt}' ({speech_lengths[utt]} samples): raise batch_bins or "
                             "filter long utterances (ssl.sh --max_wav_duration)")
     return problems
+
+
+def _probe(item: tuple[int, str, str]) -> tuple[int, str, str, tuple | Problem]:
+    from espnet2.data.audio import audio_info
+
+    lineno, utt, spec = item
+    try:
+        return lineno, utt, spec, audio_info(spec, utt=utt)
+    except DataError as e:
+        return lineno, utt, spec, e.problems[0] if e.problems else Problem(
+            None, None, utt, spec, str(e), "check the audio file")
+
+
+def _header_problems(frames: int, rate: int, channels: int, fs: int | None,
+                     shape: int | None) -> list[tuple[str, str, str]]:
+    """(kind, message, hint) for one audio header."""
+    bad = []
+    if frames == 0:
+        bad.append(("empty", "audio is empty (0 samples)", "remove the utterance (stage 4 "
+                    "filters short audio: ssl.sh --min_wav_duration)"))
+    if fs is not None and rate != fs:
+        bad.append(("fs", f"sampling rate is {rate} Hz, the frontend expects {fs} Hz",
+                    f"resample in stage 3 (ssl.sh --fs {fs}) or set frontend_conf.fs"))
+    if channels != 1:
+        bad.append(("channels", f"audio has {channels} channels, expected mono", "downmix in "
+                    "stage 3 (format_wav_scp) or pick a channel: 'sox in.wav -t wav - remix 1 |'"))
+    if shape is not None and shape != frames:
+        bad.append(("shape", f"the shape file says {shape} samples but the audio has {frames}",
+                    "the audio changed after --collect_stats: rerun stage 6"))
+    return bad
+
+
+def check_audio(wav_path: str, wav: dict[str, str], fs: int | None,
+                shape_lengths: dict[str, int] | None) -> tuple[list[str], dict[str, int]]:
+    """Every audio header of ``wav.scp`` (no decoding; ``cmd |`` pipes are not run).
+
+    Finds missing and undecodable files, empty audio, another sampling rate than ``fs``,
+    multi-channel audio, and sample counts that disagree with the shape file (the audio changed
+    after ``--collect_stats``). NaN/Inf samples need decoding: the loader reports them.
+
+    Returns:
+        (problems, ``utt -> samples`` from the headers).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from espnet2.data.kaldi import is_pipe
+
+    items = [(i, u, s) for i, (u, s) in enumerate(wav.items(), 1) if not is_pipe(s)]
+    by_kind: dict[str, list[Problem]] = {}
+    lengths: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:  # header reads release the GIL
+        results = list(pool.map(_probe, items, chunksize=64))
+    for lineno, utt, spec, got in results:
+        if isinstance(got, Problem):
+            by_kind.setdefault(got.message.split(":")[0], []).append(
+                Problem(wav_path, lineno, utt, spec, got.message, got.hint))
+            continue
+        frames, rate, channels = got
+        lengths[utt] = frames
+        expected = None if shape_lengths is None else shape_lengths.get(utt)
+        for kind, message, hint in _header_problems(frames, rate, channels, fs, expected):
+            by_kind.setdefault(kind, []).append(
+                Problem(wav_path, lineno, utt, spec, message, hint))
+    problems = []
+    for found in by_kind.values():
+        problems += [str(p) for p in found[:MAX_PER_KIND]]
+        if len(found) > MAX_PER_KIND:
+            problems.append(f"{wav_path}: ... and {len(found) - MAX_PER_KIND} more lines with: "
+                            f"{found[0].message}")
+    return problems, lengths
 
 
 def _check_labels(path: str, text: dict[str, str], tokens: list[str],

@@ -214,11 +214,14 @@ class SSLTask(AbsTask):
         if args.input_size is not None:
             problems.append(f"input_size={args.input_size}: feature input without a frontend "
                             "is not supported; use input_size: none")
-        unknown_collate = set(args.collate_fn_conf) - {"pad", "rand_crop", "label_downsampling",
-                                                       "int_pad_value", "crop_audio"}
-        for k in sorted(unknown_collate):
-            problems.append(f"collate_fn_conf: unknown key '{k}'"
-                            f"{suggestion(k, ['pad', 'rand_crop', 'label_downsampling'])}")
+        valid = ["pad", "rand_crop", "label_downsampling", "crop_audio"]
+        for k in sorted(set(args.collate_fn_conf) - {*valid, "int_pad_value"}):
+            if k in ("window_size", "window_shift"):
+                problems.append(f"collate_fn_conf.{k}: the crop/label geometry comes from the "
+                                "frontend (frame_geometry()); remove this key")
+            else:
+                problems.append(f"collate_fn_conf: unknown key '{k}'{suggestion(k, valid)}; "
+                                f"valid keys: {', '.join(valid)}")
         if len(problems) == 0:
             args.loss, args.util = losses, utils
             names = [e["name"] for e in losses]

@@ -23,7 +23,7 @@ class ClassChoices:
         name: slot name, e.g. ``"encoder"`` (gives ``--encoder`` and ``--encoder_conf``).
         classes: ``{choice: class or "module:Class"}``; keys are case-insensitive.
         type_check: base class every choice must derive from.
-        default: default choice (``None`` means "not used"; only valid when ``optional``).
+        default: default choice (``None``: not used when ``optional``, else must be given).
         optional: whether ``none``/``null`` is an accepted value.
     """
 
@@ -41,8 +41,6 @@ class ClassChoices:
         self.optional = optional
         if default is not None and default.lower() not in self.classes:
             raise ValueError(f"{name}: default {default!r} is not one of {self.choices()}")
-        if default is None and not optional:
-            raise ValueError(f"{name}: a non-optional registry needs a default")
         self.default = default.lower() if default is not None else None
 
     def choices(self) -> list[str]:

@@ -103,7 +103,10 @@ def collect_phase(streams: dict[str, str], keys_file: str | None, out_dir: Path,
 
 
 def collect_stats(task, args: argparse.Namespace, dist=None) -> None:
-    """Entry point used by ``AbsTask.run_worker`` when ``--collect_stats true``."""
+    """Entry point used by ``AbsTask.run_worker`` when ``--collect_stats true`` (rank 0 only:
+    ESPnet parallelises stats over jobs with key lists, not over DDP ranks)."""
+    if dist is not None and dist.rank != 0:
+        return
     frontend, fs = None, None
     if args.frontend is not None:
         from espnet2.tasks.ssl import frontend_choices

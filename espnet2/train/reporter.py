@@ -6,7 +6,8 @@ per log interval turns them into weighted means over every rank's frames.
 :class:`Reporter` keeps the per-epoch history ``{epoch: {phase: {key: value}}}`` (saved in
 ``checkpoint.pth``, ranked by the n-best logic) and writes, on rank 0 only: the log line,
 ``tensorboard/{train,valid}`` scalars and ``images/<key>.png``. File logging (``train.log``)
-is set up by the entry point, which owns the logging configuration.
+belongs to the entry point, which owns the logging configuration: it calls
+:func:`configure_logging`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 class WeightedStats:
     """Per-key running ``sum(value * weight)``, ``sum(weight)`` plus free "extras" sums.
 
-    ``add`` costs one ``stack`` and two in-place ops when the keys repeat (the usual case).
+    ``add`` only keeps references (a list append): the arithmetic runs batched in ``reduce``,
+    one ``stack`` over every pending value, so per-step cost stays near zero.
     """
 
     def __init__(self, device: torch.device, extras: tuple[str, ...] = ()):
@@ -38,32 +40,41 @@ class WeightedStats:
         self.sums = torch.zeros(0, device=device, dtype=torch.float64)
         self.weights = torch.zeros(0, device=device, dtype=torch.float64)
         self.extra = [0.0] * len(extras)  # host-side numbers (counts, seconds)
+        self._pending: list[tuple[tuple[str, ...], tuple, object]] = []
 
-    def add(self, stats: dict[str, torch.Tensor], weight: torch.Tensor) -> None:
-        """``stats``: 0-dim tensors (per-frame means), ``weight``: their frame count (0-dim)."""
-        if tuple(stats) != self.keys:
-            self._relayout(tuple(stats))
-            present = torch.tensor([k in stats for k in self.keys], device=self.device)
-            vals = [stats[k].detach().float().reshape(()) if k in stats else
-                    torch.zeros((), device=self.device) for k in self.keys]
-            with torch.no_grad():
-                vec = torch.stack(vals).to(self.device, torch.float64)
-                self.sums.addcmul_(vec, weight * present)
-                self.weights.add_(weight * present)
-            return
-        with torch.no_grad():
-            vec = torch.stack(list(stats.values()))
-            if vec.dim() != 1:  # a stat of shape (1,) or a non-scalar: make it one value each
-                vec = torch.stack([v.reshape(-1)[0] for v in stats.values()])
-            self.sums.addcmul_(vec, weight)
-            self.weights.add_(weight)
+    def add(self, stats: dict[str, torch.Tensor], weight: torch.Tensor | float) -> None:
+        """``stats``: 0-dim tensors (per-frame means), ``weight``: their frame count."""
+        vals = tuple(stats.values())
+        if any(getattr(v, "requires_grad", False) for v in vals):
+            vals = tuple(v.detach() for v in vals)  # never keep a graph alive until the fold
+        self._pending.append((tuple(stats), vals, weight))
 
-    def _relayout(self, keys: tuple[str, ...]) -> None:
-        new = tuple(dict.fromkeys(self.keys + keys)) if self.weights.numel() else keys
-        pad = len(new) - len(self.keys)
-        zeros = torch.zeros(pad, device=self.device, dtype=torch.float64)
-        self.sums, self.weights = torch.cat([self.sums, zeros]), torch.cat([self.weights, zeros])
-        self.keys = new
+    def _fold(self) -> None:
+        """Add the pending values into the running sums: a few ops per distinct key set."""
+        groups: dict[tuple[str, ...], list] = {}
+        for keys, vals, w in self._pending:
+            groups.setdefault(keys, []).append((vals, w))
+        self._pending = []
+        for keys, items in groups.items():
+            self._include(keys)
+            flat = [v for vals, _ in items for v in vals]
+            try:
+                v = torch.stack(flat)
+            except (TypeError, RuntimeError):  # python numbers or shape-(1,) stats
+                v = torch.stack([torch.as_tensor(x, device=self.device).reshape(-1)[0]
+                                 for x in flat])
+            v = v.to(self.device, torch.float64).reshape(len(items), len(keys))
+            w = torch.stack([torch.as_tensor(w, device=self.device) for _, w in items])
+            w = w.to(torch.float64).reshape(len(items), 1)
+            idx = torch.tensor([self.keys.index(k) for k in keys], device=self.device)
+            self.sums.index_add_(0, idx, (v * w).sum(0))
+            self.weights.index_add_(0, idx, w.sum().expand(len(keys)))
+
+    def _include(self, keys: tuple[str, ...]) -> None:
+        """Extend the layout with new ``keys`` (existing positions are kept)."""
+        new = tuple(dict.fromkeys(self.keys + keys))
+        if new != self.keys:
+            self._reorder(new)
 
     def _reorder(self, keys: tuple[str, ...]) -> None:
         """Lay the sums out in the order of ``keys`` (a superset of the current keys)."""
@@ -81,6 +92,7 @@ class WeightedStats:
         Every rank must call this with the same keys (the trainer calls it at the same
         batches everywhere). Keys with zero total weight are left out.
         """
+        self._fold()
         if dist.is_available() and dist.is_initialized():
             # ranks may have seen different keys (or none): agree on one layout first
             seen: list = [None] * dist.get_world_size()
@@ -96,6 +108,7 @@ class WeightedStats:
         return means, dict(zip(self.keys, weights)), dict(zip(self.extras, flat[2 * k:]))
 
     def reset(self) -> None:
+        self._pending = []
         self.sums.zero_()
         self.weights.zero_()
         self.extra = [0.0] * len(self.extras)
@@ -134,6 +147,18 @@ def peak_memory_gb(device: torch.device) -> float:
 
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def configure_logging(output_dir: Path | None, rank: int = 0, level: str = "INFO") -> None:
+    """For entry points: rank 0 logs ``level`` to stderr and ``output_dir/train.log``; other
+    ranks log warnings only (skipped updates name their utterances on every rank)."""
+    fmt = f"%(asctime)s [rank{rank}] (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if rank == 0 and output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(output_dir) / "train.log"))
+    logging.basicConfig(level=level if rank == 0 else "WARNING", format=fmt, handlers=handlers,
+                        force=True)
 
 
 class Reporter:

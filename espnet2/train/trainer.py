@@ -41,8 +41,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None,
                  train_loader: BatchLoader, valid_loader: BatchLoader | None,
-                 options: TrainerOptions, dist_info: DistInfo | None = None):
-        self.opts, self.dist = options, dist_info or DistInfo()
+                 options: TrainerOptions, dist: DistInfo | None = None):
+        self.opts, self.dist = options, dist or DistInfo()
         self.device = self.dist.device
         self.model = model.to(self.device)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -97,14 +97,15 @@ class Trainer:
         with no_sync or contextlib.nullcontext():
             with self._autocast():
                 loss, stats, weight = self.ddp(**batch)
-            weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device).detach()
             scaled = loss
             if self.dist.world_size > 1:
                 # DDP averages gradients over ranks: scaling by this rank's share of all frames
                 # makes the update the per-frame mean over all ranks (one collective, pre-backward).
-                total = all_reduce_sum(weight.clone())
-                scaled = loss * (weight * self.dist.world_size / total)
-            scaled = scaled / n_micro  # the window's gradient is the mean over its micro-batches
+                weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device)
+                total = all_reduce_sum(weight.detach().clone())
+                scaled = loss * (weight.detach() * self.dist.world_size / total)
+            if n_micro > 1:
+                scaled = scaled / n_micro  # the window's gradient: mean over its micro-batches
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         return loss.detach(), stats, weight
 
@@ -120,8 +121,12 @@ class Trainer:
                 [p.grad for p in self.params if p.grad is not None], self.opts.grad_clip_type)
         # The one host sync per update: all ranks must take the same branch or the next
         # collective hangs, so "any rank saw a non-finite loss or grad norm" is one all-reduce.
-        bad = (~torch.isfinite(gnorm.float() + window_loss)).float()
-        if all_reduce_sum(bad).item() > 0:
+        if self.dist.world_size > 1:
+            bad = (~torch.isfinite(gnorm.float() + window_loss)).float()
+            skip = all_reduce_sum(bad).item() > 0
+        else:
+            skip = not torch.isfinite(gnorm + window_loss).item()
+        if skip:
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.update()  # fp16: back off the loss scale
@@ -165,8 +170,7 @@ class Trainer:
         self.ddp.train()
         batches = iter(self.train_loader.iterate(epoch, start))
         self._t_epoch = self._t_interval = time.perf_counter()
-        self._start, lens, window, n_micro, gn_sum, gn_count = start, [], [], 1, 0.0, 0
-        applied = False
+        self._start, lens, window, n_micro, gnorms = start, [], [], 1, []
         for b in range(start, n):
             t0 = time.perf_counter()
             batch = next(batches, None)
@@ -191,30 +195,36 @@ class Trainer:
                 raise
             window.append((stats if "loss" in stats else {"loss": loss, **stats}, weight,
                            utt_ids))
-            wloss = loss.float() if wloss is None else wloss + loss.float()
+            wloss = loss if wloss is None else wloss + loss
             if boundary:
-                applied, gnorm = self._update(wloss)
-                if applied:
-                    self.consecutive_skips = 0
-                    for stats_, weight_, _ in window:
-                        self.meter.add(stats_, weight_)
-                    gn_sum, gn_count = gn_sum + gnorm, gn_count + 1
-                else:
-                    self._on_skip(epoch, b, window, wloss, gnorm)
+                self._end_window(epoch, b, window, wloss, gnorms)
             if (b + 1) % log_every == 0 or b + 1 == n:
-                self._log(epoch, b + 1, n, lens, gn_sum / max(1, gn_count))
-                lens, gn_sum, gn_count = [], 0.0, 0
+                self._log(epoch, b + 1, n, lens, gnorms)
+                lens, gnorms = [], []
             elif self.reporter.tty:
                 self.reporter.progress(epoch, b + 1, n)
-            if boundary and o.save_every_n_steps and self.step % o.save_every_n_steps == 0 \
-                    and applied:
-                self._flush_meter()
-                self.save_checkpoint(epoch, b + 1)
             if o.max_steps is not None and self.step >= o.max_steps:
                 break
         self._flush_meter()
         self.reporter.record(epoch, "train", {**self.totals.means(),
                                               "lr": self.optimizer.param_groups[0]["lr"]})
+
+    def _end_window(self, epoch: int, b: int, window: list, wloss: torch.Tensor,
+                    gnorms: list) -> None:
+        """Update (or skip), book the window's stats, save every ``save_every_n_steps``."""
+        step_before = self.step
+        applied, gnorm = self._update(wloss)
+        if not applied:
+            self._on_skip(epoch, b, window, wloss, gnorm)
+            return
+        self.consecutive_skips = 0
+        for stats, weight, _ in window:
+            self.meter.add(stats, weight)
+        gnorms.append(gnorm)
+        n_save = self.opts.save_every_n_steps
+        if n_save and self.step // n_save > step_before // n_save:
+            self._flush_meter()
+            self.save_checkpoint(epoch, b + 1)  # resumes at the next batch
 
     def _on_skip(self, epoch: int, b: int, window: list, wloss: torch.Tensor,
                  gnorm: torch.Tensor) -> None:
@@ -247,9 +257,10 @@ class Trainer:
         self.meter.reset()
         return {**means, **extra}
 
-    def _log(self, epoch: int, done: int, n: int, lens: list, gnorm) -> None:
-        if lens and lens[0] is not None:
-            self.meter.extra[0] += float(torch.cat([t.reshape(-1) for t in lens]).sum())
+    def _log(self, epoch: int, done: int, n: int, lens: list, gnorms: list) -> None:
+        lens = [t.reshape(-1) for t in lens if t is not None]
+        if lens:
+            self.meter.extra[0] += float(torch.cat(lens).sum())
         stats = self._flush_meter()
         now = time.perf_counter()
         wall, self._t_interval = now - self._t_interval, now
@@ -261,7 +272,7 @@ class Trainer:
             remaining = min(remaining, left)
         extras = {
             "lr": self.optimizer.param_groups[0]["lr"],
-            "grad_norm": float(gnorm),
+            "grad_norm": float(torch.stack(gnorms).float().mean()) if gnorms else 0.0,
             "audio_s_per_s": stats.pop("audio_samples") / self.opts.fs / max(wall, 1e-9),
             "data_wait": stats.pop("data_wait_s") / ws / max(wall, 1e-9),
             "peak_mem_gb": peak_memory_gb(self.device),
@@ -376,7 +387,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         c = state["counters"]
         self.epoch, self.start_batch, self.step = c["epoch"], c["batch"], c["step"]
-        self.skipped, self.consecutive_skips = c["skipped"], c["consecutive_skips"]
+        self.skipped = c["skipped"]  # consecutive skips restart at 0: the user may have fixed it
         self.reporter.load_state_dict(state["reporter"])
         self.totals.load_state_dict(state["epoch_totals"])
         if len(state["rng"]) == self.dist.world_size:

@@ -168,6 +168,13 @@ def merge_dict(base: dict, update: dict) -> dict:
     return out
 
 
+def strict_float(value: Any) -> float:
+    """A float that rejects booleans."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
 class NestedDictAction(argparse.Action):
     """``--x_conf '{a: 1}'`` or ``--x_conf a=1``: merged into the current value (YAML default)."""
 
@@ -202,7 +209,9 @@ def _plain(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, (str, bytes)):
         return obj.item()
-    return obj
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)  # e.g. a class or dtype default: shown, not reloadable as that object
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
@@ -223,12 +232,105 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+class _Dumper(yaml.SafeDumper):
+    """Mappings in block style; lists of scalars inline (``shapes: [[512, 10, 5], ...]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list):
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
 def dump_yaml_str(data: dict) -> str:
-    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=None,
-                          allow_unicode=True)
+    return yaml.dump(_plain(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
 
 
 def dump_yaml(data: dict, path: str | os.PathLike) -> None:
     """Write ``data`` as YAML atomically."""
     with atomic_write(path) as f:
         f.write(dump_yaml_str(data))
+
+
+# ------------------------------------------------------------------ argparse <-> YAML
+_TYPE_NAMES = {
+    strict_int: "an integer", float: "a number", strict_float: "a number",
+    str2bool: "a boolean (true/false)",
+    int_or_none: "an integer or none", float_or_none: "a number or none",
+    str_or_none: "a string or none", str: "a string", humanfriendly_int: "a size like 16k",
+}
+
+
+def str2triple(value: Any) -> list[str]:
+    """``a,b,c`` or a 3-element list -> ``[a, b, c]`` (data triples, best_model_criterion)."""
+    if isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    else:
+        parts = [p.strip() for p in str(value).split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"expected 3 comma-separated fields, got {value!r}")
+    return parts
+
+
+_TYPE_NAMES[str2triple] = "three comma-separated fields (a,b,c)"
+
+
+class TaskArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors suggest the closest option for unknown flags."""
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            opts = [o for a in self._actions for o in a.option_strings]
+            hints = []
+            for tok in message.split(":", 1)[1].split():
+                if tok.startswith("--"):
+                    hints.append(f"{tok}{suggestion(tok, opts)}")
+            if hints:
+                message += "; " + "; ".join(hints)
+        self.exit(2, f"{self.prog}: error: {message}\n(see --help for every option)\n")
+
+
+def coerce_value(action: argparse.Action, value: Any) -> Any:
+    """Convert a YAML value with the option's own converter; errors name the expected type."""
+    if isinstance(action, NestedDictAction):
+        return parse_dict_arg(value)
+    if isinstance(action, YamlListAction):
+        if isinstance(value, dict):
+            value = [value]
+        if value is not None and not isinstance(value, list):
+            raise ValueError("expected a list of {name: ..., conf: {...}} entries")
+        return value or []
+    if isinstance(action, argparse._StoreTrueAction):
+        return str2bool(value)
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*") or (
+        isinstance(action.nargs, int))
+    if many:
+        if action.type is str2triple and isinstance(value, list) and len(value) == 3 and all(
+                not isinstance(v, (list, tuple)) for v in value) and action.nargs == "+":
+            value = [value]  # best_model_criterion: [valid, loss, min] as a single triple
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_convert(action, v) for v in items]
+    return _convert(action, value)
+
+
+def _convert(action: argparse.Action, value: Any) -> Any:
+    conv = action.type
+    expected = _TYPE_NAMES.get(conv, getattr(conv, "__name__", "a value"))
+    if conv in (str, None):
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected {expected}, got a {type(value).__name__}")
+        out = value if value is None and action.default is None else str(value)
+    else:
+        if value is None and conv in (strict_int, strict_float, str2bool, float):
+            raise ValueError(f"expected {expected}, got null")
+        try:
+            out = conv(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise ValueError(f"expected {expected} ({e})") from None
+    if action.choices is not None and out not in action.choices:
+        hint = suggestion(str(out), map(str, action.choices))
+        raise ValueError(f"expected one of {list(action.choices)}{hint}")
+    return out

@@ -87,6 +87,8 @@ def test_segments(data_dir):
     full = SSLDataset(str(data_dir / "wav.scp"))["u1"]["speech"]
     np.testing.assert_array_equal(ds["s0"]["speech"], full[:400])
     np.testing.assert_array_equal(ds["s1"]["speech"], full[400:1200])
+    assert [ds.num_samples(k) for k in ds.keys()] == [400, 800]
+    assert SSLDataset(str(data_dir / "wav.scp")).num_samples("u1") == 1200
     (data_dir / "segments").write_text("s0 u1 0.0 0.05\ns1 nope 0 1\n")
     with pytest.raises(DataError) as ei:
         SSLDataset(str(data_dir / "wav.scp"), segments=str(data_dir / "segments"))

@@ -93,6 +93,10 @@ def test_cli_collect_stats_then_train_then_resume(recipe):
     assert "2epoch" in log and "hubert_loss" in log
     state = torch.load(exp / "2epoch.pth", map_location="cpu", weights_only=True)
     assert any(k.startswith("losses.hubert.") for k in state)
+    from espnet2.ssl.pretrained import load_model
+
+    model, _, _ = load_model(exp)  # config.yaml rebuilds the trained model
+    assert type(model).__name__ == "ESPnetSSLModel"
 
     # the same dir with a different config and no --resume: refused, nothing overwritten
     before = (exp / "config.yaml").read_text()
@@ -126,9 +130,53 @@ def test_multiple_iterator_trains_on_split_dirs(recipe):
 
 def test_dinosr_without_token_list_trains(recipe):
     exp = recipe / "exp_dinosr"
-    ssl_train.main([*data_opts(recipe, labels=False), "--loss", "[{name: dinosr, conf: {num_codebooks: 2, "
-                    "codebook_size: 4}}]", "--util", "[]", "--max_epoch", "1",
-                    "--output_dir", str(exp)])
+    loss = "[{name: dinosr, conf: {num_codebooks: 2, codebook_size: 4}}]"
+    ssl_train.main([*data_opts(recipe, labels=False), "--loss", loss, "--util", "[]",
+                    "--max_epoch", "1", "--output_dir", str(exp)])
     assert (exp / "1epoch.pth").exists()
     assert [u["name"] for u in yaml.safe_load((exp / "config.yaml").read_text())["util"]] == [
         "mask", "ema"]
+
+
+def _hubert_amp_yaml() -> str:
+    """The ESPnet train_hubert_amp.yaml fixture kept in test/tasks/test_config.py."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tasks" / "test_config.py"
+    spec = importlib.util.spec_from_file_location("_ssl_test_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HUBERT_AMP_YAML
+
+
+def test_espnet_hubert_amp_yaml_trains_with_small_sizes(recipe):
+    (recipe / "amp.yaml").write_text(_hubert_amp_yaml())
+    opts = data_opts(recipe)
+    opts[opts.index("--config") + 1] = str(recipe / "amp.yaml")
+    exp = recipe / "exp_amp"
+    ssl_train.main([
+        *opts, "--frontend_conf", "shapes=[[16,10,5],[16,8,4]],fs=8k",
+        "--preencoder_conf", "output_size=16",
+        "--encoder_conf", "output_size=16,attention_heads=2,linear_units=32,num_blocks=2",
+        "--loss", "[{name: hubert, conf: {num_classes: 10, final_dim: 8}}]",
+        "--batch_bins", "16000", "--num_workers", "0", "--max_epoch", "1",
+        "--scheduler_conf", "warmup_steps=10", "--use_tensorboard", "false",
+        "--use_matplotlib", "false", "--output_dir", str(exp)])
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["encoder_conf"]["input_layer"] == "wav2vec" and config["max_epoch"] == 1
+    assert (exp / "1epoch.pth").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks(recipe):
+    """DDP (gloo) through torchrun: rank 0 writes the config, logs and checkpoints."""
+    exp = recipe / "exp_ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "-m", "espnet2.bin.ssl_train", *data_opts(recipe), "--max_epoch", "1",
+           "--output_dir", str(exp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[rank0]" in proc.stderr and "[rank1]" not in (exp / "train.log").read_text()
+    assert (exp / "1epoch.pth").exists()

@@ -37,8 +37,15 @@ def purity(pred, truth):
 @pytest.mark.parametrize("cache_frames", [0, 10**6])
 def test_recovers_well_separated_gaussians(backend, cache_frames):
     x, truth = blobs()
-    model = fit_kmeans(stream_of(x), 6, seed=0, batch_size=256, backend=backend,
-                       cache_frames=cache_frames, shuffle_frames=1000)
+    model = fit_kmeans(
+        stream_of(x),
+        6,
+        seed=0,
+        batch_size=256,
+        backend=backend,
+        cache_frames=cache_frames,
+        shuffle_frames=1000,
+    )
     pred = model.predict(x)
     assert purity(pred, truth) == 1.0
     assert purity(truth, pred) == 1.0  # one cluster per Gaussian
@@ -92,7 +99,9 @@ def test_kmeans_plusplus_picks_distinct_data_points():
 
 
 def test_save_load_roundtrip(tmp_path):
-    model = KMeansModel(np.arange(12, dtype=np.float32).reshape(4, 3), {"feature": "mfcc", "seed": 1})
+    model = KMeansModel(
+        np.arange(12, dtype=np.float32).reshape(4, 3), {"feature": "mfcc", "seed": 1}
+    )
     path = save_kmeans(model, tmp_path / "km")
     assert path.name == "km_4.npy"
     meta = json.loads((tmp_path / "km" / "km_4.json").read_text())

@@ -38,23 +38,36 @@ def _train(out_dir, rank: int, world_size: int, nan_at, max_skips: int, info=Non
     return result
 
 
-def _worker(out_dir, nan_at, max_skips):
+SCENARIOS = {
+    "match": ({(1, 3)}, 20),  # global utterance 1 of batch 3 -> only rank 1 sees the NaN
+    "stop": ({(1, i) for i in range(2, 6)}, 2),  # windows [2,3] and [4,5] on rank 1
+}
+
+
+def _worker(out_dir):
     torch.set_num_threads(1)
     info = init_distributed(ngpu=0, timeout_s=60)
-    try:
-        result = _train(out_dir, info.rank, info.world_size, nan_at, max_skips, info)
-        torch.save(result, f"{out_dir}/result{info.rank}.pt")
+    try:  # both scenarios in one process group: spawning costs more than training here
+        for name, (nan_at, max_skips) in SCENARIOS.items():
+            result = _train(f"{out_dir}/{name}", info.rank, info.world_size, nan_at, max_skips,
+                            info)
+            torch.save(result, f"{out_dir}/{name}/result{info.rank}.pt")
     finally:
         destroy()
 
 
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    spawn_workers(_worker, 2, str(out))
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_two_ranks_match_one_process_and_skip_nan_together(tmp_path):
-    nan_at = {(1, 3)}  # global utterance 1 of batch 3 -> only rank 1 sees the NaN
-    spawn_workers(_worker, 2, str(tmp_path), nan_at, 20)
-    ranks = [torch.load(tmp_path / f"result{r}.pt", weights_only=False) for r in (0, 1)]
-    single = _train(tmp_path / "single", 0, 1, nan_at, 20)
+@pytest.mark.timeout(180)
+def test_two_ranks_match_one_process_and_skip_nan_together(ddp_runs, tmp_path):
+    ranks = [torch.load(ddp_runs / "match" / f"result{r}.pt", weights_only=False) for r in (0, 1)]
+    single = _train(tmp_path, 0, 1, *SCENARIOS["match"])
     assert single["skipped"] == 1 and single["step"] == 5  # 2 epochs x 3 windows - 1 skipped
     for r in ranks:
         assert r["skipped"] == 1 and r["step"] == 5 and r["error"] is None
@@ -68,15 +81,13 @@ def test_two_ranks_match_one_process_and_skip_nan_together(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_nan_on_one_rank_stops_both_after_max_skips(tmp_path):
-    nan_at = {(1, i) for i in range(2, 6)}  # windows [2,3] and [4,5] on rank 1
-    spawn_workers(_worker, 2, str(tmp_path), nan_at, 2)
+@pytest.mark.timeout(180)
+def test_nan_on_one_rank_stops_both_after_max_skips(ddp_runs):
     for r in (0, 1):
-        res = torch.load(tmp_path / f"result{r}.pt", weights_only=False)
+        res = torch.load(ddp_runs / "stop" / f"result{r}.pt", weights_only=False)
         assert "2 consecutive updates skipped" in res["error"]
         assert res["step"] == 1 and res["skipped"] == 2
-    assert (tmp_path / "checkpoint.pth").is_file()
+    assert (ddp_runs / "stop" / "checkpoint.pth").is_file()
 
 
 def test_torchrun_env_detection_and_errors():

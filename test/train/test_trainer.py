@@ -191,3 +191,46 @@ def test_thread_choice():
     assert choose_num_threads(3, 1, available=2)[0] == 3
     with pytest.raises(ValueError, match="--num_threads 0"):
         choose_num_threads(0)
+
+
+def test_patience_and_intermediate_averages(tmp_path):
+    """train/lr peaks in epoch 1 -> stop after `patience` more epochs; averages every 2."""
+    trainer, _ = make(tmp_path, FakeLoader(2), FakeLoader(1, seed=1), max_epoch=10,
+                      patience=2, early_stopping_criterion=("train", "lr", "max"),
+                      nbest_averaging_interval=2, keep_nbest_models=[2],
+                      best_model_criterion=[("train", "loss", "min")])
+    trainer.run()  # warmuplr(3): the lr after epoch 1 (2 updates) is the peak, then decays
+    assert max(trainer.reporter.history) == 3  # best epoch 1, no improvement in epochs 2, 3
+    assert (tmp_path / "train.loss.ave_2best.till2epoch.pth").is_file()
+    assert not (tmp_path / "train.loss.ave_2best.till3epoch.pth").exists()
+
+
+def test_configure_logging_writes_train_log(tmp_path):
+    from espnet2.train.reporter import configure_logging
+
+    configure_logging(tmp_path, rank=0)
+    logging.getLogger("espnet2.x").info("hello log")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    assert "hello log" in (tmp_path / "train.log").read_text()
+    configure_logging(None, rank=1)
+    assert logging.getLogger().level == logging.WARNING
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cuda_amp_and_fused_optimizer(tmp_path, dtype):
+    from espnet2.train.distributed import DistInfo
+
+    torch.manual_seed(0)
+    model = TinyModel().cuda()
+    opt = build_optimizer("adamw", model.parameters(), {"lr": 1e-2})
+    assert opt.defaults["fused"] is True
+    options = TrainerOptions(output_dir=tmp_path, max_epoch=2, use_amp=True, amp_dtype=dtype,
+                             **QUIET)
+    trainer = Trainer(model, opt, None, FakeLoader(4), FakeLoader(2, seed=1), options,
+                      DistInfo(device=torch.device("cuda", 0)))
+    trainer.run()
+    assert trainer.step + trainer.skipped == 8 and model.losses[-1] < model.losses[0]
+    assert trainer.reporter.history[2]["valid"]["loss"] < trainer.reporter.history[1]["train"][
+        "loss"]

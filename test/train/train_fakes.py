@@ -28,7 +28,8 @@ class TinyModel(nn.Module):
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **_):
         b, n = speech.shape
         x = speech[:, : n // 4 * 4].reshape(b, -1, 4)  # (B, T, 4)
-        valid = torch.arange(x.shape[1])[None, :] < (speech_lengths // 4)[:, None]  # (B, T)
+        frames = torch.arange(x.shape[1], device=x.device)
+        valid = frames[None, :] < (speech_lengths // 4)[:, None]  # (B, T)
         err = (self.out(self.drop(torch.tanh(self.proj(x)))).squeeze(-1) - x.mean(-1)) ** 2
         err = torch.where(valid, err, torch.zeros_like(err))
         weight = valid.sum()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Environment for the recipes: the project's venv (installed on first use), one thread per op.
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 export MAIN_ROOT
 venv=${ESPNET_SSL_VENV:-${MAIN_ROOT}/tools/venv}
 if [ ! -x "${venv}/bin/python" ]; then

@@ -4,7 +4,7 @@
 #   6 shapes/stats  7 train  8 evaluate (probe)  9 pack
 # Each stage is skipped when its .done stamp matches its options, inputs and outputs.
 set -euo pipefail
-log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*" >&2; }
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (ssl.sh) $*" >&2; }
 SECONDS=0
 run_args=("$@")
 
@@ -37,7 +37,9 @@ hubert1_km_tag=""           # import: km tag of the hubert1 labels (empty: searc
 hubert1_token_list=""       # import: hubert1's tokens.txt
 n_clusters=100              # generate: number of k-means clusters
 portion_km=1.0              # generate: fraction of train utterances the k-means learns from
-km_feature=mfcc             # [mfcc] generate: feature clustered
+km_feature=mfcc             # [mfcc|model] generate: MFCC, or a layer of a trained SSL model
+km_model_file=""            # generate with model: the SSL model file (e.g. exp/ssl_<it1>/valid.total_count.ave.pth)
+km_layer=6                  # generate with model: the block whose output is clustered
 km_geometry=wav2vec_cnn     # label frames: wav2vec_cnn (400,320,0) or rf,stride,pad of the frontend
 token_type=""               # word when pseudo-labels are used (set automatically by stage 5)
 token_list=""               # token list (default: the one stage 5 writes)
@@ -70,6 +72,7 @@ ssl_stats_dir=${expdir}/ssl_stats_${feats_type}
 [ -n "${ssl_tag}" ] || ssl_tag=$(basename "${train_config:-train}" .yaml)_${feats_type}
 ssl_exp=${expdir}/ssl_${ssl_tag}
 km_dir=${expdir}/kmeans_${km_feature}_${n_clusters}_${train_set}
+[ "${km_feature}" = model ] && km_dir=${expdir}/kmeans_$(basename "$(dirname "${km_model_file}")")_L${km_layer}_${n_clusters}_${train_set}
 [ "${label_mode}" = import ] && km_dir=${expdir}/kmeans_import_${hubert1_km_tag}
 if [ "${label_mode}" != none ]; then
     token_type=${token_type:-word}; token_list=${token_list:-${km_dir}/tokens.txt}
@@ -105,15 +108,19 @@ data_opts() {
 run_label_cli() {
     local sets=("${train_set}" "${valid_set}")
     if [ "${label_mode}" = import ]; then
-        local src=(--hubert1_dir "${hubert1_dir}")
-        [ -n "${hubert1_km_tag}" ] && src=(--labels "${sets[@]/%/=${hubert1_dir}/dump/raw/SET/text.km.${hubert1_km_tag}}")
-        ${python} -m espnet2.bin.import_hubert1_labels "${src[@]//SET=*\/SET\//}" --sets "${sets[@]}" \
+        local src=(--hubert1_dir "${hubert1_dir}") d
+        if [ -n "${hubert1_km_tag}" ]; then
+            src=(--labels)
+            for d in "${sets[@]}"; do src+=("${d}=${hubert1_dir}/dump/raw/${d}/text.km.${hubert1_km_tag}"); done
+        fi
+        ${python} -m espnet2.bin.import_hubert1_labels "${src[@]}" --sets "${sets[@]}" \
             --dump_dir "${data_feats}" --token_list "${hubert1_token_list}" --token_list_out "${token_list}" \
             --geometry "${km_geometry}"
     else
         ${python} -m espnet2.bin.make_pseudo_labels --train_dir "${data_feats}/${train_set}" \
             --sets "${data_feats}/${valid_set}" --feature "${km_feature}" --n_clusters "${n_clusters}" \
-            --portion "${portion_km}" --km_dir "${km_dir}" --geometry "${km_geometry}" --fs "$(fs_hz)" --nj "${nj}"
+            --portion "${portion_km}" --km_dir "${km_dir}" --geometry "${km_geometry}" --fs "$(fs_hz)" --nj "${nj}" \
+            ${km_model_file:+--model_file "${km_model_file}" --layer "${km_layer}"}
     fi
 }
 fs_hz() { ${python} -c "import humanfriendly; print(humanfriendly.parse_size('${fs}'))"; }
@@ -161,7 +168,7 @@ if begin_stage 4 "Remove utterances outside (${min_wav_duration}, ${max_wav_dura
 fi
 
 if [ "${label_mode}" != none ] && begin_stage 5 "Pseudo-labels (${label_mode}) -> ${km_dir}"; then
-    key="${label_mode} ${hubert1_dir} ${hubert1_km_tag} ${n_clusters} ${portion_km} ${km_feature} $(sum_of "${data_feats}/${train_set}/.done" "${data_feats}/${valid_set}/.done")"
+    key="${label_mode} ${hubert1_dir} ${hubert1_km_tag} ${n_clusters} ${portion_km} ${km_feature} ${km_model_file} ${km_layer} $(sum_of "${data_feats}/${train_set}/.done" "${data_feats}/${valid_set}/.done")"
     outputs=("${data_feats}/${train_set}/text" "${data_feats}/${valid_set}/text" "${token_list}")
     if ! is_done "${km_dir}/.done" "${key}" "${outputs[@]}"; then
         run_label_cli

@@ -1,0 +1,84 @@
+"""Each benchmark runs end to end in ``--smoke`` mode (tiny dims) and prints its ratio lines.
+
+No timing is asserted: only that every bench runs, prints the ratios it promises, and that
+each ratio is a finite positive number.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+RATIO = re.compile(r"^ratio (\S+).*?: x([0-9.eE+-]+|nan|inf)", re.M)
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_smoke_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def ratios(text: str) -> dict[str, float]:
+    found = {name: float(value) for name, value in RATIO.findall(text)}
+    for name, value in found.items():
+        assert math.isfinite(value) and value > 0, f"ratio {name} = {value}"
+    return found
+
+
+def run_smoke(name: str, capsys, *extra: str) -> tuple[str, dict[str, float]]:
+    load(name).main(["--smoke", *extra])
+    out = capsys.readouterr().out
+    assert out.startswith("machine: nproc=")
+    return out, ratios(out)
+
+
+def test_bench_step_smoke(capsys):
+    out, found = run_smoke("bench_step", capsys)
+    assert {"ours_tdefault1/ours_t1", "naive_t1/ours_t1", "trainer/bare", "tanh_gelu/default",
+            "nwc_layout/default", "foreach/plain"} <= set(found), out
+    assert "peak_rss" in found and "error" not in out, out  # memory table from a subprocess
+
+
+def test_bench_step_writes_results(tmp_path, capsys):
+    result = tmp_path / "step.md"
+    load("bench_step").main(["--smoke", "--sections", "optimizer", "--output", str(result)])
+    text = result.read_text()
+    assert "Command: `tools/venv/bin/python bench/bench_step.py --smoke" in text
+    assert "nproc=" in text and "torch " in text and "ratio foreach/plain" in text
+
+
+def test_bench_data_smoke(capsys):
+    out, found = run_smoke("bench_data", capsys)
+    assert "loader_w1/train_step" in found and "loader_w0/train_step" in found, out
+    assert "padding" in found, out
+
+
+def test_bench_job_smoke(capsys):
+    out, found = run_smoke("bench_job", capsys)
+    assert "[job] failed" not in out, out
+    assert {"import_time", "startup", "epoch", "job", "peak_rss"} <= set(found), out
+
+
+def test_bench_rss_drift_smoke(capsys):
+    out, found = run_smoke("bench_rss_drift", capsys)
+    assert "failed" not in out, out
+    assert {"rss_drift"} <= set(found) and out.count("ratio rss_drift") == 3, out
+
+
+def test_bench_gpu_smoke_on_cpu(capsys):
+    out, found = run_smoke("bench_gpu", capsys)
+    assert re.search(r"hubert_\S+_eager: .* s/step", out) and "dinosr_" in out, out
+    assert any(k.startswith("dinosr") for k in found), out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit path")
+def test_bench_gpu_without_cuda_exits_cleanly(capsys):
+    load("bench_gpu").main([])
+    assert "no CUDA device" in capsys.readouterr().out

@@ -1,0 +1,62 @@
+"""Shell side of the recipes: shellcheck, setup.sh, path.sh."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "egs2" / "TEMPLATE" / "ssl1"
+SCRIPTS = sorted(p for p in (REPO / "egs2").rglob("*.sh") if p.is_file() and not p.is_symlink())
+
+
+def test_shellcheck_clean():
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (apt-get install shellcheck)")
+    assert SCRIPTS, "no shell scripts found"
+    proc = subprocess.run(
+        ["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=TEMPLATE
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_run_sh_is_short():
+    for run in (REPO / "egs2").glob("*/ssl1/run.sh"):
+        assert len(run.read_text().splitlines()) < 40, run
+
+
+def test_setup_creates_a_linked_recipe(tmp_path):
+    dst = tmp_path / "egs2" / "mycorpus" / "ssl1"
+    proc = subprocess.run(
+        ["bash", str(TEMPLATE / "setup.sh"), str(dst)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("ssl.sh", "path.sh", "cmd.sh", "scripts"):
+        assert (dst / name).is_symlink() and (dst / name).resolve() == (TEMPLATE / name).resolve()
+    assert (dst / "conf" / "slurm.conf").is_file() and (dst / "local").is_dir()
+    again = subprocess.run(
+        ["bash", str(TEMPLATE / "setup.sh"), str(dst)], capture_output=True, text=True
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_path_sh_sets_env(tmp_path):
+    script = f". {TEMPLATE / 'path.sh'}; echo $OMP_NUM_THREADS $MAIN_ROOT; which python"
+    out = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    ).stdout.split()
+    assert out[0] == "1" and out[1] == str(REPO)
+    assert out[2].startswith(str(REPO / "tools" / "venv"))
+    kept = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "4"},
+    ).stdout.split()
+    assert kept[0] == "4"
