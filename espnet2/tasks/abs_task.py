@@ -30,7 +30,18 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from espnet2.tasks.data import MultiSplitLoader, speech_lengths
+from espnet2.tasks.launch import (
+    check_devices,
+    close_log_file,
+    export_dist_env,
+    launch,
+    launcher_rank,
+    log_error_to_file,
+    setup_logging,
+)
 from espnet2.train.class_choices import ClassChoices, check_conf_keys, constructor_defaults
+from espnet2.train.init_param import freeze_parameters, load_init_param
 from espnet2.utils import config as cfg
 from espnet2.utils.config import (
     ConfigError,
@@ -317,7 +328,7 @@ class AbsTask(ABC):
                     "continue that experiment with the new options.")
             if diff:
                 logger.warning("%s changes; differing keys: %s", path, diff)
-        if write and _launcher_rank() == 0:  # other torchrun/srun ranks only check
+        if write and launcher_rank() == 0:  # other torchrun/srun ranks only check
             cfg.dump_yaml(config, path)
         return config
 
@@ -337,19 +348,17 @@ class AbsTask(ABC):
         from espnet2.tasks.preflight import PreflightError
         from espnet2.train.trainer import TrainingDiverged
 
-        _close_log_file()  # a previous main() in this process must not receive this run's log
+        close_log_file()  # a previous main() in this process must not receive this run's log
         try:
             deepspeed_fallback(args)
-            _check_devices(args)
+            check_devices(args)
             cls.prepare_output_dir(args, write=False)
             if not args.collect_stats:
                 cls.run_preflight(args)  # before anything is written to output_dir
             cls.prepare_output_dir(args)
             launch(cls, args)
         except (ConfigError, DataError, PreflightError, TrainingDiverged) as e:
-            if _LOG_FILE is not None:  # also keep it in train.log
-                _LOG_FILE.emit(logging.LogRecord(__name__, logging.ERROR, __file__, 0, "%s",
-                                                 (e,), None))
+            log_error_to_file(e)  # also keep it in train.log
             sys.stderr.write(f"error: {e}\n")
             raise SystemExit(1 if isinstance(e, TrainingDiverged) else 2) from None
 
@@ -518,27 +527,6 @@ def _check_optim(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def _check_devices(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.collect_stats and args.ngpu > 0:
-        logger.info("collect_stats runs on CPU in one process; --ngpu is ignored")
-        args.ngpu = 0
-    if args.ngpu > 0 and not torch.cuda.is_available():
-        raise ConfigError(f"--ngpu {args.ngpu} but CUDA is not available on this machine; "
-                          "use --ngpu 0 to train on CPU")
-    if args.ngpu > 1 and args.ngpu > torch.cuda.device_count():
-        raise ConfigError(f"--ngpu {args.ngpu} but only {torch.cuda.device_count()} GPU(s) are "
-                          "visible (CUDA_VISIBLE_DEVICES)")
-
-
-def _launcher_rank() -> int:
-    from espnet2.train.distributed import detect_launcher
-
-    info = detect_launcher()
-    return 0 if info is None else int(info["rank"])
-
-
 def deepspeed_fallback(args: argparse.Namespace) -> None:
     """``use_deepspeed: true`` -> run torch-native with a warning naming the equivalents.
 
@@ -569,172 +557,3 @@ def deepspeed_fallback(args: argparse.Namespace) -> None:
         "(current: optim=%s, scheduler=%s). Set use_deepspeed: false to silence this.",
         args.use_amp, args.optim, args.scheduler)
     args.use_deepspeed = False
-
-
-def export_dist_env(args: argparse.Namespace) -> None:
-    """ESPnet's explicit ``--dist_rank/--dist_world_size/--local_rank/--dist_master_addr/
-    --dist_master_port`` (or ``--dist_init_method tcp://host:port``) -> the torchrun variables
-    :func:`init_distributed` reads. Variables already set by a launcher are kept."""
-    import os
-
-    if args.dist_init_method.startswith("tcp://"):
-        host, _, port = args.dist_init_method[len("tcp://"):].rpartition(":")
-        args.dist_master_addr = args.dist_master_addr or host
-        args.dist_master_port = args.dist_master_port or int(port)
-    for var, value in (("RANK", args.dist_rank), ("WORLD_SIZE", args.dist_world_size),
-                       ("LOCAL_RANK", args.local_rank), ("MASTER_ADDR", args.dist_master_addr),
-                       ("MASTER_PORT", args.dist_master_port)):
-        if value is not None:
-            os.environ.setdefault(var, str(value))
-
-
-# ---------------------------------------------------------------------- data helpers
-def speech_lengths(dataset, shape_file: str | None) -> dict[str, int]:
-    """``utt -> num_samples`` from the shape file, else from the audio headers (slow)."""
-    from espnet2.data.kaldi import read_lengths
-
-    if shape_file is not None:
-        return read_lengths(shape_file)
-    from espnet2.data.audio import audio_info
-
-    logger.info("no shape file: reading %d audio headers (run --collect_stats to avoid this)",
-                len(dataset))
-    return {k: audio_info(dataset.audio_spec(k), utt=k)[0] for k in dataset.keys()}
-
-
-class MultiSplitLoader:
-    """``--multiple_iterator``: the splits of an epoch in a seeded random order, each split's
-    loader built when reached and released after (memory ~ one split). Batch counts per split
-    are computed once from the shape files."""
-
-    def __init__(self, make_loader, num_splits: int, seed: int):
-        self.make_loader, self.num_splits, self.seed = make_loader, num_splits, seed
-        self.counts = []
-        for i in range(num_splits):
-            loader = make_loader(i)
-            self.counts.append(loader.num_batches(1))
-            del loader
-
-    def _order(self, epoch: int) -> list[int]:
-        import numpy as np
-
-        return list(np.random.RandomState(self.seed + epoch).permutation(self.num_splits))
-
-    def num_batches(self, epoch: int) -> int:
-        return sum(self.counts)
-
-    def iterate(self, epoch: int, start_batch: int = 0):
-        for i in self._order(epoch):
-            if start_batch >= self.counts[i]:
-                start_batch -= self.counts[i]
-                continue
-            loader = self.make_loader(i)
-            yield from loader.iterate(epoch, start_batch)
-            start_batch = 0
-            del loader
-
-
-# ---------------------------------------------------------------------- process-level helpers
-def launch(task: type[AbsTask], args: argparse.Namespace) -> None:
-    """``--ngpu N>1`` without an external launcher: spawn N local workers; else run here.
-
-    torchrun / Slurm (``srun``) set the rank variables themselves; each of their processes runs
-    :meth:`AbsTask.run_worker` directly with one GPU.
-    """
-    from espnet2.train.distributed import detect_launcher, spawn_workers
-
-    external = detect_launcher()
-    if args.ngpu > 1 and external is None and not args.collect_stats:
-        if not args.multiprocessing_distributed:
-            raise SystemExit("error: --ngpu > 1 needs --multiprocessing_distributed true "
-                             "(DataParallel is not supported) or an external launcher (torchrun)")
-        spawn_workers(_spawned_worker, args.ngpu, task, args)
-    else:
-        task.run_worker(args)
-
-
-def _spawned_worker(task: type[AbsTask], args: argparse.Namespace) -> None:
-    task.run_worker(args)
-
-
-_LOG_FILE: logging.FileHandler | None = None
-
-
-def _close_log_file() -> None:
-    global _LOG_FILE
-    if _LOG_FILE is not None:
-        logging.getLogger().removeHandler(_LOG_FILE)
-        _LOG_FILE.close()
-        _LOG_FILE = None
-
-
-def setup_logging(args: argparse.Namespace, rank: int) -> None:
-    """Rank 0 logs at ``--log_level`` to stderr and ``<output_dir>/train.log``; other ranks
-    log warnings and errors only, prefixed with their rank."""
-    fmt = f"%(asctime)s [rank{rank}] (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    level = getattr(logging, args.log_level) if rank == 0 else logging.WARNING
-    root.setLevel(level)
-    global _LOG_FILE
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if rank == 0 and args.output_dir is not None:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        _LOG_FILE = logging.FileHandler(Path(args.output_dir) / "train.log", encoding="utf-8")
-        handlers.append(_LOG_FILE)
-    for h in handlers:
-        h.setFormatter(logging.Formatter(fmt))
-        root.addHandler(h)
-    for noisy in ("matplotlib", "PIL", "h5py", "numba"):  # third-party DEBUG chatter
-        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
-
-
-def parse_init_param(spec: str) -> tuple[str, str | None, str | None, list[str]]:
-    """ESPnet ``path:src_key:dst_key:exclude1,exclude2`` (trailing fields optional)."""
-    parts = spec.split(":")
-    if len(parts) > 4:
-        raise ConfigError(f"--init_param {spec!r}: expected path[:src_key[:dst_key[:exclude]]]")
-    parts += [""] * (4 - len(parts))
-    path, src, dst, excl = parts
-    return path, src or None, dst or None, [e for e in excl.split(",") if e]
-
-
-def load_init_param(model, spec: str) -> None:
-    """Copy (a sub-tree of) a checkpoint into ``model`` (ESPnet ``--init_param`` semantics)."""
-    import torch
-
-    path, src, dst, exclude = parse_init_param(spec)
-    if not Path(path).is_file():
-        raise ConfigError(f"--init_param {spec!r}: {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a training checkpoint.pth
-    if src:
-        state = {k[len(src) + 1:]: v for k, v in state.items() if k.startswith(src + ".")}
-        if not state:
-            raise ConfigError(f"--init_param {spec!r}: no parameter starts with '{src}.' in {path}")
-    state = {k: v for k, v in state.items()
-             if not any(k == e or k.startswith(e + ".") for e in exclude)}
-    target = model.get_submodule(dst) if dst else model
-    missing, unexpected = target.load_state_dict(state, strict=False)
-    if unexpected:
-        raise ConfigError(f"--init_param {spec!r}: keys not in the model: {unexpected[:5]}"
-                          f"{' ...' if len(unexpected) > 5 else ''}")
-    logger.info("init_param %s: loaded %d tensors (%d model tensors not in it)", spec,
-                len(state), len(missing))
-
-
-def freeze_parameters(model, prefixes: list[str]) -> None:
-    """``requires_grad=False`` for parameters named ``p`` or ``p.*`` for each prefix."""
-    for prefix in prefixes:
-        hit = 0
-        for name, p in model.named_parameters():
-            if name == prefix or name.startswith(prefix + "."):
-                p.requires_grad_(False)
-                hit += 1
-        if hit == 0:
-            names = {n.rsplit(".", 1)[0] for n, _ in model.named_parameters()}
-            raise ConfigError(f"--freeze_param {prefix!r} matches no parameter"
-                              f"{suggestion(prefix, names)}")
-        logger.info("froze %d parameter tensors under '%s'", hit, prefix)

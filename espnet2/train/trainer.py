@@ -43,6 +43,7 @@ class Trainer:
                  train_loader: BatchLoader, valid_loader: BatchLoader | None,
                  options: TrainerOptions, dist: DistInfo | None = None):
         self.opts, self.dist = options, dist or DistInfo()
+        options.output_dir.mkdir(parents=True, exist_ok=True)  # every rank: shared or local fs
         self.device = self.dist.device
         self.model = model.to(self.device)
         self.optimizer, self.scheduler = optimizer, scheduler

@@ -153,7 +153,7 @@ def test_fs_humanfriendly(token_list):
 
 
 def test_init_param_and_freeze_param(tmp_path, token_list):
-    from espnet2.tasks.abs_task import freeze_parameters, load_init_param, parse_init_param
+    from espnet2.train.init_param import freeze_parameters, load_init_param, parse_init_param
 
     assert parse_init_param("m.pth:encoder:encoder:encoder.embed,encoder.after_norm") == (
         "m.pth", "encoder", "encoder", ["encoder.embed", "encoder.after_norm"])

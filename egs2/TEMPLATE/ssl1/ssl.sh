@@ -178,7 +178,8 @@ if [ "${label_mode}" != none ] && begin_stage 5 "Pseudo-labels (${label_mode}) -
 fi
 
 if begin_stage 6 "Shapes/stats: ${ssl_stats_dir}"; then
-    key="$(train_opts | tr '\n' ' ') ${ssl_args} $(sum_of "${data_feats}/${train_set}"/{wav.scp,text} "${data_feats}/${valid_set}"/{wav.scp,text})"
+    # shared by every config: only global MVN stats depend on the (frontend of the) config
+    key="${token_type} ${token_list} ${fs} ${feats_normalize} ${feats_normalize:+${train_config}} $(sum_of "${data_feats}/${train_set}"/{wav.scp,text} "${data_feats}/${valid_set}"/{wav.scp,text})"
     if ! is_done "${ssl_stats_dir}/.done" "${key}" "${ssl_stats_dir}"/{train,valid}/speech_shape; then
         # shellcheck disable=SC2046,SC2086
         ${python} -m espnet2.bin.collect_stats --cmd "${train_cmd}" --nj "${nj}" --output_dir "${ssl_stats_dir}" \
@@ -199,7 +200,7 @@ if begin_stage 6 "Shapes/stats: ${ssl_stats_dir}"; then
 fi
 
 if begin_stage 7 "Training: ${ssl_exp} (ngpu=${ngpu}, num_nodes=${num_nodes})"; then
-    key="$(train_opts | tr '\n' ' ') ${ssl_args} $(sum_of "${ssl_stats_dir}/.done")"
+    key="$(train_opts | tr '\n' ' ') ${ssl_args} $(sum_of "${ssl_stats_dir}"/{train,valid}/speech_shape "${data_feats}/${train_set}/text")"
     if ! is_done "${ssl_exp}/.done" "${key}" "${ssl_exp}/config.yaml"; then
         write_replay "${ssl_exp}/run.sh" 7
         # shellcheck disable=SC2046,SC2086
