@@ -31,6 +31,11 @@ from espnet2.train.reporter import EpochTotals, Reporter, WeightedStats, peak_me
 logger = logging.getLogger(__name__)
 
 
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
 class TrainingDiverged(RuntimeError):
     """Raised on every rank after ``max_consecutive_skips`` skipped updates in a row."""
 
@@ -92,7 +97,7 @@ class Trainer:
     # ------------------------------------------------------------------ the step
     def _micro_step(self, batch: dict, n_micro: int, sync: bool):
         """Forward + backward of one micro-batch; gradients accumulate in ``.grad``."""
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch = _to_device(batch, self.device)
         # DDP all-reduces gradients during backward; skip that on accumulation micro-steps.
         no_sync = self.ddp.no_sync() if self.ddp is not self.model and not sync else None
         with no_sync or contextlib.nullcontext():
@@ -291,7 +296,7 @@ class Trainer:
         meter = WeightedStats(self.device)
         for batch in self.valid_loader.iterate(epoch, 0):
             batch.pop("utt_id", None)
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = _to_device(batch, self.device)
             with self._autocast():
                 loss, stats, weight = self.model(**batch)
             meter.add(stats if "loss" in stats else {"loss": loss, **stats},

@@ -37,3 +37,18 @@ def atomic_save_torch(obj: object, path: str | os.PathLike) -> None:
 
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temp files a killed :func:`atomic_write` left in ``directory`` (not recursive).
+
+    They are named ``.<name>.<random>.tmp``; nothing ever reads them, but a killed checkpoint
+    write leaves one as large as the model. Call only where no other process is writing.
+    """
+    removed = []
+    for p in Path(directory).glob(".*.tmp"):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed

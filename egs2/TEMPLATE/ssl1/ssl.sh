@@ -177,8 +177,8 @@ if [ "${label_mode}" != none ] && begin_stage 5 "Pseudo-labels (${label_mode}) -
     end_stage 5
 fi
 
+# Stage 6 is shared by every config: only global MVN stats depend on the config's frontend.
 if begin_stage 6 "Shapes/stats: ${ssl_stats_dir}"; then
-    # shared by every config: only global MVN stats depend on the (frontend of the) config
     key="${token_type} ${token_list} ${fs} ${feats_normalize} ${feats_normalize:+${train_config}} $(sum_of "${data_feats}/${train_set}"/{wav.scp,text} "${data_feats}/${valid_set}"/{wav.scp,text})"
     if ! is_done "${ssl_stats_dir}/.done" "${key}" "${ssl_stats_dir}"/{train,valid}/speech_shape; then
         # shellcheck disable=SC2046,SC2086
@@ -188,13 +188,12 @@ if begin_stage 6 "Shapes/stats: ${ssl_stats_dir}"; then
             -- $(train_opts) ${ssl_args}
         mark_done "${ssl_stats_dir}/.done" "${key}" "${ssl_stats_dir}"/{train,valid}/speech_shape
     fi
-    split_dir=${ssl_stats_dir}/splits${num_splits_ssl}
-    if [ "${num_splits_ssl}" -gt 1 ] && ! is_done "${split_dir}/.done" "${key}" "${split_dir}/speech_shape/num_splits"; then
+    split=${ssl_stats_dir}/splits${num_splits_ssl}
+    if [ "${num_splits_ssl}" -gt 1 ] && ! is_done "${split}/.done" "${key}" "${split}/speech_shape/num_splits"; then
         # shellcheck disable=SC2046
-        ${python} -m espnet2.bin.split_scps --num_splits "${num_splits_ssl}" --output_dir "${split_dir}" --scps \
-            "${data_feats}/${train_set}/wav.scp" $([ -n "${token_type}" ] && echo "${data_feats}/${train_set}/text") \
-            "${ssl_stats_dir}/train/speech_shape"
-        mark_done "${split_dir}/.done" "${key}" "${split_dir}/speech_shape/num_splits"
+        ${python} -m espnet2.bin.split_scps --num_splits "${num_splits_ssl}" --output_dir "${split}" --scps "${data_feats}/${train_set}/wav.scp" \
+            $([ -n "${token_type}" ] && echo "${data_feats}/${train_set}/text") "${ssl_stats_dir}/train/speech_shape"
+        mark_done "${split}/.done" "${key}" "${split}/speech_shape/num_splits"
     fi
     end_stage 6
 fi

@@ -1,0 +1,107 @@
+"""Train a tiny model for one epoch, then: extraction shapes per layer, pack -> reload gives the
+same hidden states, PretrainedSSL works as a frontend, the probe CLI writes its report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet2.bin import pack_ssl, ssl_extract, ssl_probe, ssl_train
+from espnet2.data.kaldi import read_kv
+from espnet2.ssl.extract import read_hidden_states
+from espnet2.ssl.pretrained import load_model, load_pretrained
+from espnet2.testing.tiny_recipe import GEOM, data_opts, write_tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = write_tiny_recipe(tmp_path_factory.mktemp("pretrained"))
+    exp = root / "exp"
+    ssl_train.main([*data_opts(root), "--output_dir", str(exp), "--max_epoch", "1"])
+    return root, exp
+
+
+def _batch(root):
+    wav = read_kv(root / "data" / "valid" / "wav.scp")
+    waves = [sf.read(p, dtype="float32")[0] for p in wav.values()]
+    lens = torch.tensor([len(w) for w in waves])
+    speech = torch.zeros(len(waves), int(lens.max()))
+    for i, w in enumerate(waves):
+        speech[i, : len(w)] = torch.from_numpy(w)
+    return speech, lens
+
+
+def test_extract_writes_every_layer_with_encoder_frame_counts(trained, tmp_path):
+    root, exp = trained
+    out = tmp_path / "feats"
+    ssl_extract.main(["--exp_dir", str(exp), "--data_dir", str(root / "data" / "valid"),
+                      "--output_dir", str(out), "--device", "cpu"])
+    wav = read_kv(root / "data" / "valid" / "wav.scp")
+    for layer in (0, 1):
+        got = dict(read_hidden_states(out, layer))
+        assert set(got) == set(wav)
+        for utt, feats in got.items():
+            n = sf.info(wav[utt]).frames
+            assert feats.shape == (GEOM.num_frames(n), 16)
+
+
+def test_pack_reload_gives_same_hidden_states(trained, tmp_path):
+    root, exp = trained
+    model, _, _ = load_model(exp)
+    speech, lens = _batch(root)
+    with torch.no_grad():
+        ref, ref_lens = model.extract_features(speech, lens)
+    zip_path = tmp_path / "packed.zip"
+    pack_ssl.main(["--exp_dir", str(exp), "--outpath", str(zip_path)])
+    pre = load_pretrained(zip_path)
+    with torch.no_grad():
+        hs, hlens = pre.hidden_states(speech, lens)
+    assert len(hs) == len(ref) == 2
+    assert torch.equal(hlens, ref_lens)
+    for a, b in zip(hs, ref):
+        torch.testing.assert_close(a, b)
+    # as a frontend: (B, N) -> (B, T, D) weighted sum; only the layer weights are trainable
+    feats, flens = pre(speech, lens)
+    assert feats.shape == (speech.size(0), int(flens.max()), pre.output_size())
+    assert [n for n, p in pre.named_parameters() if p.requires_grad] == ["layer_logits"]
+
+
+def test_random_init_differs_from_trained(trained):
+    root, exp = trained
+    model, config, _ = load_model(exp)
+    from espnet2.ssl.pretrained import build_model_from_config
+
+    torch.manual_seed(0)
+    rand = build_model_from_config(config).eval()
+    speech, lens = _batch(root)
+    with torch.no_grad():
+        a, _ = model.extract_features(speech, lens)
+        b, _ = rand.extract_features(speech, lens)
+    assert not torch.allclose(a[-1], b[-1])
+
+
+def test_probe_cli_writes_report(trained, tmp_path):
+    root, exp = trained
+    # utterance labels + speakers: 2 "speakers" x 2 classes in train, 1 unseen speaker in test
+    d = root / "data" / "train"
+    utts = list(read_kv(d / "wav.scp"))
+    (tmp_path / "train_labels").write_text("".join(f"{u} {i % 2}\n" for i, u in enumerate(utts)))
+    (d / "utt2spk").write_text("".join(f"{u} s{i // 3}\n" for i, u in enumerate(utts)))
+    v = root / "data" / "valid"
+    vutts = list(read_kv(v / "wav.scp"))
+    (tmp_path / "test_labels").write_text("".join(f"{u} {i % 2}\n" for i, u in enumerate(vutts)))
+    (v / "utt2spk").write_text("".join(f"{u} s9\n" for u in vutts))
+    out = tmp_path / "probe"
+    ssl_probe.main(["--exp_dir", str(exp), "--train_dir", str(d), "--train_labels",
+                    str(tmp_path / "train_labels"), "--test_dir", str(v), "--test_labels",
+                    str(tmp_path / "test_labels"), "--output_dir", str(out), "--fs", "8000",
+                    "--tasks", "digit", "--epochs", "20", "--device", "cpu"])
+    report = json.loads((out / "probe.json").read_text())
+    names = {r["name"] for r in report["tasks"]["digit"]["results"]}
+    assert names == {"exp", "exp_random_init", "mfcc13_mean", "mfcc39_meanstd"}
+    assert (out / "probe.md").read_text().count("| digit |") == 6  # 2 per model (weighted, best layer), 1 per MFCC
+    assert np.isfinite([r["test_acc"] for r in report["tasks"]["digit"]["results"]]).all()
