@@ -31,8 +31,7 @@ def main(cmd: list[str] | None = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
-    from espnet2.data.audio import read_audio
-    from espnet2.data.kaldi import read_kv
+    from espnet2.data.dataset import SSLDataset
     from espnet2.ssl.extract import iter_hidden_states, write_hidden_states
     from espnet2.ssl.pretrained import load_model
 
@@ -42,9 +41,13 @@ def main(cmd: list[str] | None = None) -> None:
     model, config, _ = load_model(args.exp_dir, args.model_file, device)
     fs = model.frontend.fs if hasattr(model.frontend, "fs") else None
     layers = args.layers if args.layers else list(range(model.encoder.num_layers()))
-    wav = read_kv(args.data_dir / "wav.scp")
-    items = [(u, read_audio(spec, expected_fs=fs, utt=u)[0]) for u, spec in wav.items()]
-    stream = iter_hidden_states(model, items, layers, args.batch_size, device)
+    dataset = SSLDataset(str(args.data_dir / "wav.scp"), fs=fs)
+    lengths = {u: dataset.num_samples(u) for u in dataset.keys()}  # headers only
+
+    def load(utt: str):
+        return dataset[utt]["speech"]
+
+    stream = iter_hidden_states(model, lengths, load, layers, args.batch_size, device)
     n = write_hidden_states(stream, layers, args.output_dir, half=args.half)
     logging.info("wrote layers %s of %d utterances to %s", layers, n, args.output_dir)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +24,30 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def iter_hidden_states(
     model,
-    items: Sequence[tuple[str, np.ndarray]],
+    lengths: dict[str, int],
+    load: Callable[[str], np.ndarray],
     layers: list[int] | None,
     batch_size: int = 8,
     device: str = "cpu",
 ) -> Iterator[tuple[str, list[np.ndarray]]]:
-    """Yield ``(utt, [ (T, D) per requested layer ])`` in length-sorted batches."""
-    order = sorted(range(len(items)), key=lambda i: len(items[i][1]))
+    """Yield ``(utt, [ (T, D) per requested layer ])`` in length-sorted batches.
+
+    ``lengths`` gives every utterance's sample count (for sorting); ``load(utt)`` reads one
+    waveform, so only one batch of audio is in memory at a time.
+    """
+    order = sorted(lengths, key=lengths.__getitem__)
     for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        lens = torch.tensor([len(items[i][1]) for i in idx])
-        speech = torch.zeros(len(idx), int(lens.max()))
-        for row, i in enumerate(idx):
-            speech[row, : lens[row]] = torch.as_tensor(items[i][1], dtype=torch.float32)
+        utts = order[start : start + batch_size]
+        waves = [load(u) for u in utts]
+        lens = torch.tensor([len(w) for w in waves])
+        speech = torch.zeros(len(utts), int(lens.max()))
+        for row, w in enumerate(waves):
+            speech[row, : len(w)] = torch.as_tensor(w, dtype=torch.float32)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             hs, hlens = model.extract_features(speech.to(device), lens.to(device), layers=layers)
-        for row, i in enumerate(idx):
+        for row, utt in enumerate(utts):
             n = int(hlens[row])
-            yield items[i][0], [h[row, :n].float().cpu().numpy() for h in hs]
+            yield utt, [h[row, :n].float().cpu().numpy() for h in hs]
 
 
 def write_hidden_states(

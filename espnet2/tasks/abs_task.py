@@ -329,6 +329,11 @@ class AbsTask(ABC):
             if diff:
                 logger.warning("%s changes; differing keys: %s", path, diff)
         if write and launcher_rank() == 0:  # other torchrun/srun ranks only check
+            from espnet2.utils.fileio import remove_stale_temp_files
+
+            if out.is_dir():  # half-written files of a killed run (never read, maybe GBs)
+                for stale in remove_stale_temp_files(out):
+                    logger.warning("removed %s, left by a killed write", stale)
             cfg.dump_yaml(config, path)
         return config
 

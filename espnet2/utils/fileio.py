@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "w",
+                 encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temp file in the same directory, fsync, then rename over ``path``.
 
     On an exception the temp file is removed and ``path`` keeps its previous content.
