@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 
 from espnet2.data.errors import DataError, Problem
-from espnet2.recipe import datadir
+from espnet2.recipe import datadir, perturb
 from espnet2.utils.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,12 @@ def read_recording(
     Returns ``(float32 array (N,) or (N, C), fs)``.
     """
     spec = spec.strip()
+    if (sp := perturb.parse_pipe(spec)) is not None:  # our own pipe: no process per utterance
+        wav, fs = read_recording(sp[1])
+        wav = perturb.change_speed(wav, fs, sp[0])
+        if start is not None:
+            wav = wav[round(start * fs) : None if end is None or end < 0 else round(end * fs)]
+        return wav, fs
     if spec.endswith("|"):
         proc = subprocess.run(spec[:-1], shell=True, capture_output=True, check=False)
         if proc.returncode != 0:

@@ -42,6 +42,14 @@ def _pipe(spec: str, factor: float) -> str:
     return f"{exe} -m espnet2.bin.perturb_speed --pipe {factor:g} {shlex.quote(spec.strip())} |"
 
 
+def parse_pipe(spec: str) -> tuple[float, str] | None:
+    """``(factor, inner spec)`` when ``spec`` is a pipe written by :func:`perturb_data_dir`."""
+    words = shlex.split(spec.strip()[:-1]) if spec.strip().endswith("|") else []
+    if words[1:5:2] == ["-m", "--pipe"] and words[2] == "espnet2.bin.perturb_speed":
+        return float(words[4]), " ".join(words[5:])
+    return None
+
+
 def perturb_data_dir(src: str | Path, dst: str | Path, factor: float) -> None:
     """Write ``dst``: ``src`` at speed ``factor`` (ids prefixed unless ``factor == 1``)."""
     if factor <= 0:

@@ -500,8 +500,21 @@ class AbsTask(ABC):
             save_every_n_steps=args.save_every_n_steps, seed=args.seed, resume=args.resume,
             max_consecutive_skips=args.max_consecutive_skips,
             use_tensorboard=args.use_tensorboard, use_matplotlib=args.use_matplotlib,
-            no_forward_run=args.no_forward_run, unused_parameters=args.unused_parameters,
+            no_forward_run=args.no_forward_run,
+            unused_parameters=args.unused_parameters or cls.has_skipped_parameters(args),
+            fs=cls.frontend_fs(args) or 16000,
             **cls.extra_trainer_options(args),
+        )
+
+    @classmethod
+    def has_skipped_parameters(cls, args: argparse.Namespace) -> bool:
+        """True when some parameters may get no gradient in a step (layer drop): DDP then
+        needs ``find_unused_parameters``, which costs a graph traversal, so it is not default."""
+        confs = [v for k, v in vars(args).items() if k.endswith("_conf") and isinstance(v, dict)]
+        return any(
+            float(c.get(key) or 0) > 0
+            for c in confs
+            for key in ("layer_drop_rate", "stochastic_depth_rate")
         )
 
     @classmethod

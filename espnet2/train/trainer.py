@@ -108,7 +108,7 @@ class Trainer:
                 # DDP averages gradients over ranks: scaling by this rank's share of all frames
                 # makes the update the per-frame mean over all ranks (one collective, pre-backward).
                 weight = torch.as_tensor(weight, dtype=torch.float32, device=self.device)
-                total = all_reduce_sum(weight.detach().clone())
+                total = all_reduce_sum(weight.detach().clone()).clamp(min=1.0)  # 0 if no frames
                 scaled = loss * (weight.detach() * self.dist.world_size / total)
             if n_micro > 1:
                 scaled = scaled / n_micro  # the window's gradient: mean over its micro-batches

@@ -130,3 +130,15 @@ def test_faiss_backend_if_installed():
     x, truth = blobs()
     model = fit_kmeans(stream_of(x), 6, seed=0, batch_size=256, backend="faiss")
     assert model.centroids.shape == (6, 5)
+
+
+def test_cuda_fit_matches_cpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x, truth = blobs()
+    cpu = fit_kmeans(stream_of(x), 6, seed=0, batch_size=256, device="cpu")
+    gpu = fit_kmeans(stream_of(x), 6, seed=0, batch_size=256, device="cuda")
+    assert purity(gpu.predict(x, device="cuda"), truth) == 1.0
+    np.testing.assert_allclose(np.sort(gpu.centroids, 0), np.sort(cpu.centroids, 0), atol=1e-2)

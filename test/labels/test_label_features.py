@@ -134,3 +134,17 @@ def test_model_layer_features_batched_equals_single():
         assert a.shape == (geom.num_frames(len(w)), 16), u
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert model.training is False
+
+
+def test_featurize_parallel_equals_serial(tmp_path):
+    rng = np.random.default_rng(1)
+    scp = []
+    for i, n in enumerate([1600, 4000, 900, 3000]):
+        p = tmp_path / f"u{i}.wav"
+        sf.write(p, rng.normal(scale=0.1, size=n).astype(np.float32), 16000)
+        scp.append((f"u{i}", str(p)))
+    serial = list(featurize(scp, expected_fs=16000, nj=1))
+    parallel = list(featurize(scp, expected_fs=16000, nj=2))
+    assert [(u, n) for u, _, n, _ in parallel] == [(u, n) for u, _, n, _ in serial]
+    for (_, a, _, _), (_, b, _, _) in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)

@@ -37,3 +37,17 @@ def test_cli(small_dir, tmp_path):
     assert len((tmp_path / "sp" / "wav.scp").read_text().splitlines()) == 8
     data, fs = sf.read(str(small_dir.parent / "wav" / "a_1.wav"))
     assert fs == 8000 and len(data) == 800
+
+
+def test_pipe_cli_matches_in_process_reading(small_dir, tmp_path):
+    import io
+    import subprocess
+
+    dst = tmp_path / "sp"
+    perturb_and_combine(small_dir, dst, [0.9])
+    spec = (dst / "wav.scp").read_text().splitlines()[0].split(" ", 1)[1]
+    inproc, fs = fmt.read_recording(spec)  # parsed: no subprocess
+    out = subprocess.run(spec[:-1], shell=True, capture_output=True, check=True).stdout
+    piped, fs2 = sf.read(io.BytesIO(out), dtype="float32")
+    assert fs == fs2 == 8000 and len(piped) == len(inproc)
+    assert np.abs(piped - inproc).max() < 1e-3  # 16-bit PCM round trip

@@ -60,3 +60,12 @@ def test_path_sh_sets_env(tmp_path):
         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "4"},
     ).stdout.split()
     assert kept[0] == "4"
+
+
+def test_ssl_sh_stages_are_short():
+    lines = (TEMPLATE / "ssl.sh").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("if ") and "begin_stage" in line]
+    assert len(starts) == 9
+    for i in starts:
+        end = next(j for j in range(i, len(lines)) if lines[j] == "fi")
+        assert end - i + 1 < 20, lines[i]

@@ -54,6 +54,12 @@ test_sets=""                # held-out sets formatted for stage 8
 probe_opts=""               # extra arguments for espnet2.bin.ssl_probe (stage 8)
 probe_train_set=""          # probe-train set (default: train_set)
 inference_ssl_model=valid.total_count.ave.pth  # model file evaluated and packed
+speech_fold_length=800      # --fold_length (x100 samples) for batch_type folded
+text_fold_length=400        # --fold_length of the label stream
+# shellcheck disable=SC2034
+lang=noinfo                 # language tag (ESPnet compatibility; unused)
+use_ssh=false               # ESPnet's SSH launch: not supported (use --node_rank/--master_addr or Slurm)
+skip_upload_hf=true         # ESPnet's Hugging Face upload: not supported (must stay true)
 # </options>
 
 . ./path.sh
@@ -62,6 +68,11 @@ eval "$(python3 -m espnet2.bin.ssl_sh_options --script "${BASH_SOURCE[0]}" -- "$
 # shellcheck source=scripts/stage_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/scripts/stage_lib.sh"
 [ "${skip_data_prep}" = true ] && skip_stages 1 5
+if [ "${use_ssh}" = true ] || [ "${skip_upload_hf}" = false ]; then
+    log "--use_ssh true / --skip_upload_hf false are not supported: launch multi-node with Slurm" \
+        "(cmd_backend=slurm) or --node_rank/--master_addr; upload the stage-9 zip yourself"
+    exit 2
+fi
 [ "${skip_train}" = true ] && skip_stages 6 7
 [ "${skip_eval}" = true ] && skip_stages 8 8
 [ "${skip_packing}" = true ] && skip_stages 9 9
@@ -206,7 +217,8 @@ if begin_stage 7 "Training: ${ssl_exp} (ngpu=${ngpu}, num_nodes=${num_nodes})"; 
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${ssl_exp}/train.log" --ngpu "${ngpu}" \
             --num_nodes "${num_nodes}" ${node_rank:+--node_rank "${node_rank}"} ${master_addr:+--master_addr "${master_addr}"} \
             --master_port "${master_port}" --python "${python}" -- -m espnet2.bin.ssl_train $(train_opts) $(data_opts) \
-            --resume true --output_dir "${ssl_exp}" ${ssl_args}
+            --resume true --fold_length $((speech_fold_length * 100)) --fold_length "${text_fold_length}" \
+            --output_dir "${ssl_exp}" ${ssl_args}
         mark_done "${ssl_exp}/.done" "${key}" "${ssl_exp}/config.yaml"
     fi
     end_stage 7
