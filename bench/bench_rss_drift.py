@@ -85,6 +85,19 @@ def worker(kind: str, steps: int) -> None:
                          max_mb=max(samples))
 
 
+def run_inprocess(kind: str, steps: int) -> dict:
+    import contextlib
+    import io
+    import time
+
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        worker(kind, steps)
+    line = buf.getvalue().strip().splitlines()[-1]
+    return {**json.loads(line[len(common.RESULT_PREFIX):]), "wall_s": time.perf_counter() - t0}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=2000)
@@ -103,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for kind in ("bare", "trainer"):
         spec = json.dumps({"kind": kind, "steps": steps})
-        r = common.run_worker(common.python_cmd(HERE, "--worker", spec), timeout=1800)
+        if args.smoke:  # in this process (tests): same code path, no interpreter start-up
+            r = run_inprocess(kind, steps)
+        else:
+            r = common.run_worker(common.python_cmd(HERE, "--worker", spec), timeout=1800)
         results[kind] = r
         if "error" in r:
             line = f"  {kind}: failed: {r['error']}"

@@ -73,6 +73,34 @@ def section_speed(cfg: dict, rounds: int, per_round: int, pad: bool) -> list[str
     return lines
 
 
+def section_amp(cfg: dict, rounds: int) -> list[str]:
+    """Whole bare step in fp32 vs bf16 autocast (the Trainer's ``--use_amp true``) on the CPU."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    batches = make_batches(model, cfg, 4)
+    fp32, bf16 = BareLoop(model, batches), BareLoop(model, batches)
+
+    def autocast_step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return bf16()
+
+    times = common.interleave({"fp32": fp32, "bf16_autocast": autocast_step}, rounds, 1)
+    med = {k: common.median(v) for k, v in times.items()}
+    lines = ["[amp] bare loop step, 1 thread, fp32 vs torch.autocast('cpu', bfloat16) "
+             f"(CPU bf16 instructions: {cpu_flags('avx512_bf16', 'amx_bf16')})"]
+    lines += [f"  {k}: {v:.4f} s/step" for k, v in med.items()]
+    return lines + common.ratio_lines(med, "fp32")
+
+
+def cpu_flags(*names: str) -> str:
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    return ", ".join(n for n in names if n in flags) or "none"
+
+
 class TimedLoader:
     """The trainer's loader protocol over fixed batches, recording when each batch is taken."""
 
@@ -126,6 +154,26 @@ def section_trainer(cfg: dict, rounds: int, steps: int) -> list[str]:
              f"  trainer: median {med['trainer']:.4f} s/step, mean {mean['trainer']:.4f}"]
     lines += common.ratio_lines(med, "bare")
     lines.append(f"ratio trainer/bare (means): x{mean['trainer'] / mean['bare']:.3f}")
+    return lines
+
+
+def section_overhead(cfg: dict, smoke: bool) -> list[str]:
+    """Trainer minus bare loop in ms/step on the smoke-size model (little compute, so the
+    loop's own cost is not drowned in step-time noise), as a share of the tiny HuBERT step."""
+    from bench.models import SMOKE
+
+    lines = section_trainer(dict(SMOKE), 2 if smoke else 6, 5 if smoke else 50)
+    vals = {}
+    for line in lines:
+        for key in ("bare", "trainer"):
+            if line.startswith(f"  {key}: median "):
+                vals[key] = float(line.split()[2])
+    if len(vals) < 2:
+        return lines
+    over = vals["trainer"] - vals["bare"]
+    lines = ["[overhead] " + line.strip() if not line.startswith("ratio") else
+             line.replace("ratio trainer/bare", "ratio trainer/bare smoke_model") for line in lines]
+    lines.append(f"  trainer overhead: {over * 1e3:+.2f} ms/step on the smoke-size model")
     return lines
 
 
@@ -263,14 +311,50 @@ def section_espnet(cfg: dict, python: str, steps: int) -> list[str]:
             lines.append(f"  {k}: {r['error']}")
         else:
             lines.append(f"  {k}: {r['s_per_step']:.4f} s/step, peak RSS {r['peak_rss_mb']:.0f} "
-                         f"MiB, imports {r.get('import_s', float('nan')):.1f} s "
-                         f"{r.get('note', '')}")
+                         f"MiB, {r.get('params', 0) / 1e6:.2f}M params"
+                         + (f", imports {r['import_s']:.1f} s" if "import_s" in r else "")
+                         + f" {r.get('note', '')}")
     if all("error" not in r for r in runs.values()):
         ours = (runs["ours_before"]["s_per_step"] + runs["ours_after"]["s_per_step"]) / 2
         rss = (runs["ours_before"]["peak_rss_mb"] + runs["ours_after"]["peak_rss_mb"]) / 2
         e = runs["espnet"]
         lines.append(f"ratio espnet/ours step: x{e['s_per_step'] / ours:.3f}")
         lines.append(f"ratio espnet/ours peak_rss: x{e['peak_rss_mb'] / rss:.3f}")
+    return lines
+
+
+IMPORT_PROBE = ("import time, sys; t = time.perf_counter(); import espnet2.tasks.ssl; "
+                "import resource; print('BENCH_RESULT {\"import_s\": %f, \"peak_rss_mb\": %f}' "
+                "% (time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)"
+                ".ru_maxrss / 1024))")
+
+
+def section_imports(python: str, repeats: int = 2) -> list[str]:
+    """``import espnet2.tasks.ssl`` (torch included) in fresh interpreters, alternating ours
+    (cwd = this repo) and ESPnet's (its venv, cwd = a temp dir so this repo is not found)."""
+    if not os.path.exists(python):
+        return [f"[imports] skipped: no ESPnet venv at {python}"]
+    res: dict[str, list[dict]] = {"ours": [], "espnet": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            res["ours"].append(common.run_worker([sys.executable, "-c", IMPORT_PROBE],
+                                                 timeout=600))
+            res["espnet"].append(common.run_worker([python, "-c", IMPORT_PROBE], timeout=600,
+                                                   cwd=tmp))
+    lines = ["[imports] `import espnet2.tasks.ssl` (includes `import torch`), fresh processes, "
+             f"alternating, {repeats} each"]
+    med = {}
+    for k, rs in res.items():
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            lines.append(f"  {k}: failed: {rs[0].get('error')}")
+            continue
+        med[k] = (common.median([r["import_s"] for r in ok]),
+                  common.median([r["peak_rss_mb"] for r in ok]))
+        lines.append(f"  {k}: {med[k][0]:.2f} s, peak RSS {med[k][1]:.0f} MiB")
+    if len(med) == 2:
+        lines.append(f"ratio import_time espnet/ours: x{med['espnet'][0] / med['ours'][0]:.3f}")
+        lines.append(f"ratio import_rss espnet/ours: x{med['espnet'][1] / med['ours'][1]:.3f}")
     return lines
 
 
@@ -320,7 +404,8 @@ def worker(spec: dict) -> None:
     loop()  # first step (allocator warm-up) is in the peak but not in the timing
     times = [common.timed(loop) for _ in range(spec["steps"])]
     common.worker_result(s_per_step=common.median(times), setup_rss_mb=setup,
-                         threads=threads, total_s=time.perf_counter() - t0)
+                         threads=threads, total_s=time.perf_counter() - t0,
+                         params=sum(p.numel() for p in model.parameters()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -329,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pad", action="store_true", help="padded batches in the speed section")
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     p.add_argument("--espnet_python", default=ESPNET_PYTHON)
-    p.add_argument("--sections", default="speed,trainer,frontend,optimizer,memory,espnet")
+    p.add_argument("--sections",
+                   default="speed,trainer,overhead,amp,frontend,optimizer,memory,espnet,imports")
     p.add_argument("--output", default=None, help="write bench/results/<name>.md")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -343,11 +429,14 @@ def main(argv: list[str] | None = None) -> None:
     print(out[0], flush=True)
     jobs = {
         "speed": lambda: section_speed(cfg, r, 1 if args.smoke else 2, args.pad),
-        "trainer": lambda: section_trainer(cfg, 2 if args.smoke else 3, 3 if args.smoke else 10),
+        "trainer": lambda: section_trainer(cfg, 2 if args.smoke else 4, 3 if args.smoke else 10),
+        "overhead": lambda: section_overhead(cfg, args.smoke),
+        "amp": lambda: section_amp(cfg, 2 if args.smoke else 8),
         "frontend": lambda: section_frontend(cfg, 2 if args.smoke else 10),
         "optimizer": lambda: section_optimizer(cfg, 2 if args.smoke else 10),
         "memory": lambda: section_memory(cfg, args.smoke, 1 if args.smoke else 3),
         "espnet": lambda: ([] if args.smoke else section_espnet(cfg, args.espnet_python, 5)),
+        "imports": lambda: ([] if args.smoke else section_imports(args.espnet_python)),
     }
     if args.compile and not args.smoke:
         jobs["compile"] = lambda: section_compile(cfg, 8)

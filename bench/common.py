@@ -121,7 +121,7 @@ def ratio_lines(times: dict[str, float], baseline: str, unit: str = "s/step") ->
 
 
 def run_worker(argv: Sequence[str], timeout: float | None = None,
-               env: dict[str, str] | None = None) -> dict:
+               env: dict[str, str] | None = None, cwd: str | Path | None = None) -> dict:
     """Run ``argv`` (a Python worker) and return its JSON result plus its own peak RSS.
 
     The worker prints one line ``BENCH_RESULT {json}`` (with its own ``peak_rss_mb``, see
@@ -130,7 +130,7 @@ def run_worker(argv: Sequence[str], timeout: float | None = None,
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=str(REPO))
+                            text=True, env=env, cwd=str(cwd or REPO))
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -34,6 +34,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=300, help="probe optimisation steps")
     p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument(
+        "--pooling",
+        choices=["mean", "meanstd"],
+        default="mean",
+        help="SSL layer pooling over frames: mean, or mean+std (like the MFCC39 baseline)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--num_threads", type=int, default=1)
     return p
@@ -61,7 +67,7 @@ def build_feature_sets(args, device: str) -> dict:
 
 def _ssl_features(model, args, device, pooled):
     def fn(waves):
-        return pooled(model.extract_features, waves, args.batch_size, device)
+        return pooled(model.extract_features, waves, args.batch_size, device, args.pooling)
 
     return fn
 

@@ -15,18 +15,37 @@ def masked_mean(hs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (hs * valid[..., None]).sum(1) / lengths.clamp(min=1)[:, None].to(hs.dtype)
 
 
+def masked_mean_std(hs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B,) -> (B, 2 D): [mean, std] over valid frames (population std, as NumPy).
+
+    The SSL counterpart of the ``mfcc39_meanstd`` baseline's statistics pooling.
+    """
+    mean = masked_mean(hs, lengths)
+    var = masked_mean((hs - mean[:, None, :]) ** 2, lengths)
+    return torch.cat([mean, var.clamp(min=0).sqrt()], dim=-1)
+
+
+POOLINGS = {"mean": masked_mean, "meanstd": masked_mean_std}
+
+
 @torch.no_grad()
 def pooled_layer_features(
     extract: Callable[[torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], torch.Tensor]],
     waves: Sequence[np.ndarray],
     batch_size: int = 16,
     device: str = "cpu",
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """Mean-pool every layer of ``extract(speech, lengths)`` per utterance -> (N, L, D) float32.
+    """Pool every layer of ``extract(speech, lengths)`` per utterance -> (N, L, D') float32.
+
+    ``pooling``: ``mean`` (D' = D) or ``meanstd`` (D' = 2 D, mean and std over frames).
 
     Utterances are batched in length order (little padding); the encoders are padding-aware, so
     the result does not depend on batch composition. bf16 autocast on CUDA.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; use one of {sorted(POOLINGS)}")
+    pool = POOLINGS[pooling]
     order = np.argsort([len(w) for w in waves])
     out: list[np.ndarray | None] = [None] * len(waves)
     for start in range(0, len(order), batch_size):
@@ -37,7 +56,7 @@ def pooled_layer_features(
             speech[row, : lens[row]] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             hs, hlens = extract(speech.to(device), lens.to(device))
-        pooled = torch.stack([masked_mean(h.float(), hlens) for h in hs], dim=1)  # (B, L, D)
+        pooled = torch.stack([pool(h.float(), hlens) for h in hs], dim=1)  # (B, L, D')
         for row, i in enumerate(idx):
             out[i] = pooled[row].cpu().numpy()
     return np.stack(out).astype(np.float32)

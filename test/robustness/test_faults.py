@@ -17,6 +17,7 @@ import io
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -171,8 +172,33 @@ def test_kill9_at_random_moments_repeatedly(corpus, run_args, ssl_train):
     _finished(out, 4)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_kill9_of_the_real_cli_process_then_resume(corpus, run_args, ssl_train):
+    """The same through ``python -m espnet2.bin.ssl_train`` (a fresh interpreter)."""
+    out = corpus.root / "exp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "espnet2.bin.ssl_train",
+           *run_args(out, "--max_epoch", "1000", "--save_every_n_steps", "1")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 90
+        while not (out / "checkpoint.prev.pth.sha256").exists():
+            assert proc.poll() is None and time.monotonic() < end, "no checkpoint was written"
+            time.sleep(0.01)
+        time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    _everything_left_loads(out)
+    epoch = ckpt.load_latest_checkpoint(out)[0]["counters"]["epoch"]
+    code, err = ssl_train(run_args(out, "--max_epoch", str(epoch + 1), "--resume", "true"))
+    assert code == 0, err[-2000:]
+    _finished(out, epoch + 1)
+
+
 # ----------------------------------------------------------------------------- damaged files
-@pytest.mark.parametrize("damage", ["truncate", "bitflip"])
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "no_checksum"])
 def test_corrupt_checkpoint_falls_back_to_previous(corpus, run_args, ssl_train, damage):
     out = corpus.root / "exp"
     code, err = ssl_train(run_args(out, "--max_epoch", "2"))
@@ -181,6 +207,8 @@ def test_corrupt_checkpoint_falls_back_to_previous(corpus, run_args, ssl_train, 
     data = bytearray(path.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]
+    elif damage == "no_checksum":  # killed between the rename and the sidecar write
+        (out / "checkpoint.pth.sha256").unlink()
     else:
         data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -293,8 +321,8 @@ def test_nan_on_one_gloo_rank_skips_together_then_stops(tmp_path):
     alive = [p.pid for p in procs if p.is_alive()]
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
-    assert not alive, "a rank hung"
     errs = [Path(f).read_text() for f in logs]
+    assert not alive, f"a rank hung: {alive}\n" + "\n".join(e[-1500:] for e in errs)
     assert [p.exitcode for p in procs] == [1, 1], errs[1][-3000:]
     for err in errs:
         assert "error: 2 consecutive updates skipped (non-finite loss or gradient)" in err
