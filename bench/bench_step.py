@@ -295,6 +295,35 @@ def section_memory(cfg: dict, smoke: bool, steps: int) -> list[str]:
     return lines
 
 
+def section_espnet_interleaved(cfg: dict, python: str, steps: int) -> list[str]:
+    """Ours and ESPnet's tiny HuBERT, each warm in its own process (own venv), stepped
+    alternately A B A B so both see the same machine load; peak RSS per process."""
+    if not os.path.exists(python):
+        return [f"[espnet_interleaved] skipped: no ESPnet venv at {python}"]
+    spec = {"kind": "serve", "smoke": False, "batch": cfg["batch"], "steps": 0, "threads": 1}
+    servers = {"ours": common.StepServer(worker_args(spec)),
+               "espnet": common.StepServer([python, str(HERE.parent / "espnet_worker.py"),
+                                            "--serve", "--threads", "1"])}
+    times: dict[str, list[float]] = {k: [] for k in servers}
+    for i in range(steps):
+        order = list(servers) if i % 2 == 0 else list(servers)[::-1]
+        for k in order:
+            times[k].append(servers[k].step())
+    final = {k: s.close() for k, s in servers.items()}
+    med = {k: common.median(v) for k, v in times.items()}
+    lines = [f"[espnet_interleaved] 1 thread, {steps} steps each, alternating between two warm "
+             "processes (ours: tools/venv; ESPnet 202511: its own venv)"]
+    for k in servers:
+        lines.append(f"  {k}: median {med[k]:.4f} s/step (min {min(times[k]):.4f}), peak RSS "
+                     f"{final[k]['peak_rss_mb']:.0f} MiB, {final[k]['params'] / 1e6:.2f}M params "
+                     f"{final[k].get('note', '')}")
+    lines.append(f"ratio espnet/ours step (interleaved): x{med['espnet'] / med['ours']:.3f}")
+    lines.append(f"ratio espnet/ours step min: x{min(times['espnet']) / min(times['ours']):.3f}")
+    lines.append(f"ratio espnet/ours peak_rss: "
+                 f"x{final['espnet']['peak_rss_mb'] / final['ours']['peak_rss_mb']:.3f}")
+    return lines
+
+
 def section_espnet(cfg: dict, python: str, steps: int) -> list[str]:
     if not os.path.exists(python):
         return [f"[espnet] skipped: no ESPnet venv at {python}"]
@@ -324,9 +353,9 @@ def section_espnet(cfg: dict, python: str, steps: int) -> list[str]:
 
 
 IMPORT_PROBE = ("import time, sys; t = time.perf_counter(); import espnet2.tasks.ssl; "
-                "import resource; print('BENCH_RESULT {\"import_s\": %f, \"peak_rss_mb\": %f}' "
-                "% (time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)"
-                ".ru_maxrss / 1024))")
+                "hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0]; "
+                "print('BENCH_RESULT {\"import_s\": %f, \"peak_rss_mb\": %f}' "
+                "% (time.perf_counter() - t, int(hwm.split()[1]) / 1024))")
 
 
 def section_imports(python: str, repeats: int = 2) -> list[str]:
@@ -401,6 +430,10 @@ def worker(spec: dict) -> None:
         common.worker_result(compile_s=compile_s, eager=common.median(times["eager"]),
                              compiled=common.median(times["compiled"]), setup_rss_mb=setup)
         return
+    if spec["kind"] == "serve":
+        common.serve_steps(loop, setup_rss_mb=setup, threads=threads,
+                           params=sum(p.numel() for p in model.parameters()))
+        return
     loop()  # first step (allocator warm-up) is in the peak but not in the timing
     times = [common.timed(loop) for _ in range(spec["steps"])]
     common.worker_result(s_per_step=common.median(times), setup_rss_mb=setup,
@@ -415,7 +448,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     p.add_argument("--espnet_python", default=ESPNET_PYTHON)
     p.add_argument("--sections",
-                   default="speed,trainer,overhead,amp,frontend,optimizer,memory,espnet,imports")
+                   default="speed,trainer,overhead,amp,frontend,optimizer,memory,espnet,"
+                           "espnet_interleaved,imports")
     p.add_argument("--output", default=None, help="write bench/results/<name>.md")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -436,6 +470,8 @@ def main(argv: list[str] | None = None) -> None:
         "optimizer": lambda: section_optimizer(cfg, 2 if args.smoke else 10),
         "memory": lambda: section_memory(cfg, args.smoke, 1 if args.smoke else 3),
         "espnet": lambda: ([] if args.smoke else section_espnet(cfg, args.espnet_python, 5)),
+        "espnet_interleaved": lambda: ([] if args.smoke else
+                                       section_espnet_interleaved(cfg, args.espnet_python, 16)),
         "imports": lambda: ([] if args.smoke else section_imports(args.espnet_python)),
     }
     if args.compile and not args.smoke:

@@ -2,8 +2,8 @@
 
 Every benchmark prints *ratios* against a baseline measured in the same invocation (and,
 for speed, interleaved in the same process) so that the noise of a shared machine cancels.
-Peak memory is measured per variant in its own subprocess, which reports its own
-``ru_maxrss`` (peak resident set size) when it ends, so variants never share a peak.
+Peak memory is measured per variant in its own subprocess, which reports its own peak
+resident set size (``VmHWM``, see :func:`peak_rss_mb`) when it ends.
 """
 
 from __future__ import annotations
@@ -73,7 +73,19 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (``ru_maxrss`` is KiB on Linux)."""
+    """Peak resident set size of this process so far, MiB.
+
+    Linux ``VmHWM`` (``/proc/self/status``): the high-water mark of this address space.
+    Not ``ru_maxrss``: a child started with vfork+exec (what ``subprocess`` does) inherits
+    its parent's ``ru_maxrss`` across exec, so a small worker of a big parent would report
+    the parent's peak. ``ru_maxrss`` is the fallback off Linux.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -173,3 +185,50 @@ def write_results(path: str | Path, title: str, command: str, body: Sequence[str
         lines += ["Notes:", "", *notes, ""]
     with atomic_write(path) as f:
         f.write("\n".join(lines))
+
+
+class StepServer:
+    """A worker process that runs one training step per ``step`` line on its stdin and answers
+    with the step's seconds; ``quit`` ends it with its ``BENCH_RESULT`` (peak RSS included).
+
+    Two servers driven alternately (A B A B ...) compare two environments (e.g. two venvs)
+    step by step under the same machine load; see :func:`serve_steps` for the worker side.
+    """
+
+    def __init__(self, argv: Sequence[str], cwd: str | Path | None = None):
+        self.proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                                     cwd=str(cwd or REPO))
+        self.ready = self._read()  # the worker's "ready {json}" line
+
+    def _read(self) -> str:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"step server {self.proc.args[:3]} exited early")
+            if line.startswith(("ready", "step ", RESULT_PREFIX)):
+                return line.strip()
+
+    def step(self) -> float:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return float(self._read().split()[1])
+
+    def close(self) -> dict:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        line = self._read()
+        self.proc.wait(timeout=60)
+        return json.loads(line[len(RESULT_PREFIX):])
+
+
+def serve_steps(step: Callable[[], object], **info) -> None:
+    """Worker side of :class:`StepServer`: one warm-up step, then serve ``step`` lines."""
+    step()
+    print("ready " + json.dumps(info), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "step":
+            print(f"step {timed(step):.6f}", flush=True)
+        elif line.strip() == "quit":
+            break
+    worker_result(**info)

@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=1.2)
+    p.add_argument("--serve", action="store_true", help="step server (common.StepServer)")
     args = p.parse_args()
     t0 = time.perf_counter()
     import torch
@@ -85,6 +86,12 @@ def main() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    if args.serve:
+        counter = iter(range(1, 10**9))
+        common.serve_steps(lambda: step(next(counter)), setup_rss_mb=setup, import_s=import_s,
+                           note=f"(ESPnet venv: torch {torch.__version__})",
+                           params=sum(q.numel() for q in model.parameters()))
+        return
     step(0)
     times = [common.timed(lambda i=i: step(i)) for i in range(1, args.steps + 1)]
     common.worker_result(s_per_step=statistics.median(times), setup_rss_mb=setup,

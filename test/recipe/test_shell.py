@@ -18,7 +18,7 @@ def test_shellcheck_clean():
         pytest.fail("shellcheck is not installed (apt-get install shellcheck)")
     assert SCRIPTS, "no shell scripts found"
     proc = subprocess.run(
-        ["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=TEMPLATE
+        ["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=REPO
     )
     assert proc.returncode == 0, proc.stdout
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -282,6 +284,7 @@ def test_failing_step_logs_its_utterance_ids(corpus, run_args, ssl_train, monkey
 # ----------------------------------------------------------------------------- DDP NaN
 def _ddp_rank(rank: int, port: int, cmd: list[str], nan_from: int, log: str) -> None:
     sys.stderr = open(log, "w", buffering=1)  # noqa: SIM115 - the child's stderr until exit
+    faulthandler.dump_traceback_later(45, file=sys.stderr)  # stacks in the log if it hangs
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from espnet2.ssl.espnet_model import ESPnetSSLModel
@@ -298,7 +301,18 @@ def _ddp_rank(rank: int, port: int, cmd: list[str], nan_from: int, log: str) -> 
         return loss, stats, weight
 
     ESPnetSSLModel.forward = nan_on_rank1
-    SSLTask.main(cmd)
+    try:
+        SSLTask.main(cmd)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 3
+    # exit without the interpreter's thread joins: a child forked from the (threaded) pytest
+    # process may inherit state that blocks them; the CLI's own exit is tested via torchrun
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Self-supervised speech pre-training recipe (ESPnet ssl1 stages and options).
 #   1 data prep  2 speed perturbation  3 format audio  4 length filter  5 pseudo-labels
 #   6 shapes/stats  7 train  8 evaluate (probe)  9 pack

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR/..
 # FSDD -> data/{train,valid,test} (speaker-disjoint; text = the spoken digit, for probing).
 #   local/data.sh [--fsdd_root DIR] [--subset N]   (no --fsdd_root: download the v1.0.10 release)
 set -euo pipefail
