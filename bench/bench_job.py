@@ -5,8 +5,8 @@ per epoch, the ESPnet measurement's shape) and 32 validation utterances; the tin
 bench/models.py written as a YAML config. The job's stderr is read line by line and each log
 line is time-stamped on arrival, which gives:
 
-* start-up: launch to the first step (first ``1epoch:b/n`` line minus ``b`` steps at the
-  epoch's steady step time), target < 3 s;
+* start-up: launch to the first step (``--log_interval 1``: the first ``1epoch:1/n`` line
+  minus one step at the epoch's steady step time), target < 3 s;
 * per-epoch wall (training + validation + checkpoints), total wall, peak RSS of the job;
 * ``import espnet2.tasks.ssl`` time and RSS in a fresh interpreter.
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, "-m", "espnet2.bin.ssl_train", *data_opts(root),
                "--train_shape_file", str(stats / "train" / "speech_shape"),
                "--valid_shape_file", str(stats / "valid" / "speech_shape"),
-               "--output_dir", str(root / "exp"), "--num_threads", "1"]
+               "--output_dir", str(root / "exp"), "--num_threads", "1", "--log_interval", "1"]
         lines = job_lines(run_job(cmd), epochs, n_train // cfg["batch"])
     print("\n".join(lines), flush=True)
     out += lines

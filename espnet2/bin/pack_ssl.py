@@ -49,6 +49,9 @@ def pack(
         config["token_list"] = "tokens.txt"  # resolved against the unpacked dir by the loader
     if kmeans_model is not None:
         files[f"kmeans/{kmeans_model.name}"] = kmeans_model
+        meta = kmeans_model.with_suffix(".json")  # save_kmeans writes km_<K>.npy + km_<K>.json
+        if meta.exists():
+            files[f"kmeans/{meta.name}"] = meta
     for p in extra:
         files[f"extra/{p.name}"] = p
     missing = [str(p) for p in files.values() if not p.exists()]

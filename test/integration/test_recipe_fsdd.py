@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -142,7 +143,11 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
         if last >= 8:
             assert (exp / "probe" / "probe.json").is_file()
         if last >= 9:
-            assert list(exp.glob("*.zip")), exp
+            (packed,) = exp.glob("*.zip")
+            names = set(zipfile.ZipFile(packed).namelist())
+            assert {"config.yaml", "model.pth"} <= names, names
+            if tag == "train_hubert_raw":  # the labels' k-means model travels with it
+                assert {"kmeans/km_50.npy", "kmeans/km_50.json"} <= names, names
     if last >= 5:
         tokens = d / "exp" / "kmeans_mfcc_50_train" / "tokens.txt"
         assert tokens.is_file()

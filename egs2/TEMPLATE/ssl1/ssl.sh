@@ -243,7 +243,7 @@ if begin_stage 9 "Pack: ${ssl_exp}/${ssl_exp##*/}_${inference_ssl_model%.*}.zip"
     packed=${ssl_exp}/${ssl_exp##*/}_${inference_ssl_model%.*}.zip
     # shellcheck disable=SC2046
     ${python} -m espnet2.bin.pack_ssl --exp_dir "${ssl_exp}" --model_file "${inference_ssl_model}" \
-        $([ -f "${km_dir}/km_${n_clusters}.pt" ] && echo --kmeans_model "${km_dir}/km_${n_clusters}.pt") \
+        $([ -f "${km_dir}/km_${n_clusters}.npy" ] && echo --kmeans_model "${km_dir}/km_${n_clusters}.npy") \
         $([ -f "${ssl_exp}/probe/probe.json" ] && echo --option "${ssl_exp}/probe/probe.json") --outpath "${packed}"
     end_stage 9
 fi
