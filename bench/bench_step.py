@@ -296,28 +296,35 @@ def section_memory(cfg: dict, smoke: bool, steps: int) -> list[str]:
 
 
 def section_espnet_interleaved(cfg: dict, python: str, steps: int) -> list[str]:
-    """Ours and ESPnet's tiny HuBERT, each warm in its own process (own venv), stepped
-    alternately A B A B so both see the same machine load; peak RSS per process."""
+    """Ours and ESPnet's tiny HuBERT, each warm in its own process (own venv), plus ours on
+    the ESPnet venv's torch, stepped round-robin so all see the same load; peak RSS each."""
     if not os.path.exists(python):
         return [f"[espnet_interleaved] skipped: no ESPnet venv at {python}"]
     spec = {"kind": "serve", "smoke": False, "batch": cfg["batch"], "steps": 0, "threads": 1}
     servers = {"ours": common.StepServer(worker_args(spec)),
                "espnet": common.StepServer([python, str(HERE.parent / "espnet_worker.py"),
-                                            "--serve", "--threads", "1"])}
+                                            "--serve", "--threads", "1"]),
+               # our modules on the ESPnet venv's torch build (this repo first on sys.path):
+               # separates the torch build from the modules
+               "ours_on_espnet_torch": common.StepServer([python, *worker_args(spec)[1:]])}
     times: dict[str, list[float]] = {k: [] for k in servers}
     for i in range(steps):
-        order = list(servers) if i % 2 == 0 else list(servers)[::-1]
+        order = list(servers)[i % 3:] + list(servers)[: i % 3]  # rotate who goes first
         for k in order:
             times[k].append(servers[k].step())
     final = {k: s.close() for k, s in servers.items()}
     med = {k: common.median(v) for k, v in times.items()}
-    lines = [f"[espnet_interleaved] 1 thread, {steps} steps each, alternating between two warm "
-             "processes (ours: tools/venv; ESPnet 202511: its own venv)"]
+    lines = [f"[espnet_interleaved] 1 thread, {steps} steps each, round-robin over three warm "
+             "processes (ours: tools/venv; ESPnet 202511 and ours: the ESPnet venv's torch)"]
     for k in servers:
         lines.append(f"  {k}: median {med[k]:.4f} s/step (min {min(times[k]):.4f}), peak RSS "
                      f"{final[k]['peak_rss_mb']:.0f} MiB, {final[k]['params'] / 1e6:.2f}M params "
                      f"{final[k].get('note', '')}")
     lines.append(f"ratio espnet/ours step (interleaved): x{med['espnet'] / med['ours']:.3f}")
+    lines.append(f"ratio espnet/ours_on_espnet_torch step (same torch build): "
+                 f"x{med['espnet'] / med['ours_on_espnet_torch']:.3f}")
+    lines.append(f"ratio ours_on_espnet_torch/ours step (torch build only): "
+                 f"x{med['ours_on_espnet_torch'] / med['ours']:.3f}")
     lines.append(f"ratio espnet/ours step min: x{min(times['espnet']) / min(times['ours']):.3f}")
     lines.append(f"ratio espnet/ours peak_rss: "
                  f"x{final['espnet']['peak_rss_mb'] / final['ours']['peak_rss_mb']:.3f}")
@@ -476,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.compile and not args.smoke:
         jobs["compile"] = lambda: section_compile(cfg, 8)
-        sections.append("compile")
+        if "compile" not in sections:
+            sections.append("compile")
     for name in sections:
         lines = jobs[name]()
         print("\n".join(lines), flush=True)

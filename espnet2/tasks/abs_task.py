@@ -387,6 +387,16 @@ class AbsTask(ABC):
                 collect_stats(cls, args, dist)
                 return
             cls.train(args, dist)
+        except BaseException as e:
+            # Free the trainer (DDP reducer, loader workers) while the process group exists:
+            # the traceback keeps it alive, and its gloo/NCCL handles released only after
+            # destroy_process_group() can block the exit of a failed rank.
+            import gc
+            import traceback
+
+            traceback.clear_frames(e.__traceback__)
+            gc.collect()
+            raise
         finally:
             from espnet2.train.distributed import destroy
 

@@ -16,6 +16,7 @@ import datetime
 import io
 import logging
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -169,6 +170,8 @@ class Reporter:
         self.output_dir, self.is_main = Path(output_dir), is_main
         self.use_tensorboard, self.use_matplotlib = use_tensorboard and is_main, use_matplotlib
         self.history: dict[int, dict[str, dict[str, float]]] = {}
+        self._last_plot: float | None = None  # monotonic time of the last PNG refresh
+        self._plotted_epoch: int | None = None
         self._writers: dict = {}
         self.tty = is_main and sys.stdout.isatty()
 
@@ -227,8 +230,20 @@ class Reporter:
                 for k, v in stats.items():
                     w.add_scalar(f"epoch/{k}", v, epoch)
                 w.flush()
-        if self.use_matplotlib:
+        if self.use_matplotlib and self._plot_due():
             self.plot()
+            self._plotted_epoch = epoch
+
+    #: Epoch-end PNG refreshes are rate-limited (matplotlib import + one savefig per stat cost
+    #: ~3 s on a small CPU: a large share of a tiny run's epoch, nothing for a real one).
+    PLOT_MIN_INTERVAL_S = 60.0
+
+    def _plot_due(self) -> bool:
+        now = time.monotonic()
+        if self._last_plot is not None and now - self._last_plot < self.PLOT_MIN_INTERVAL_S:
+            return False
+        self._last_plot = now
+        return True
 
     def plot(self) -> None:
         """``images/<key>.png``: train and valid values of ``key`` per epoch."""
@@ -256,6 +271,10 @@ class Reporter:
                 f.write(buf.getvalue())
 
     def close(self) -> None:
+        latest = max(self.history, default=None)
+        if self.is_main and self.use_matplotlib and latest not in (None, self._plotted_epoch):
+            self.plot()  # the final curves are always written
+            self._plotted_epoch = latest
         for w in self._writers.values():
             w.close()
         self._writers.clear()
