@@ -38,8 +38,18 @@ def _batch(root):
 def test_extract_writes_every_layer_with_encoder_frame_counts(trained, tmp_path):
     root, exp = trained
     out = tmp_path / "feats"
-    ssl_extract.main(["--exp_dir", str(exp), "--data_dir", str(root / "data" / "valid"),
-                      "--output_dir", str(out), "--device", "cpu"])
+    ssl_extract.main(
+        [
+            "--exp_dir",
+            str(exp),
+            "--data_dir",
+            str(root / "data" / "valid"),
+            "--output_dir",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     wav = read_kv(root / "data" / "valid" / "wav.scp")
     for layer in (0, 1):
         got = dict(read_hidden_states(out, layer))
@@ -96,12 +106,34 @@ def test_probe_cli_writes_report(trained, tmp_path):
     (tmp_path / "test_labels").write_text("".join(f"{u} {i % 2}\n" for i, u in enumerate(vutts)))
     (v / "utt2spk").write_text("".join(f"{u} s9\n" for u in vutts))
     out = tmp_path / "probe"
-    ssl_probe.main(["--exp_dir", str(exp), "--train_dir", str(d), "--train_labels",
-                    str(tmp_path / "train_labels"), "--test_dir", str(v), "--test_labels",
-                    str(tmp_path / "test_labels"), "--output_dir", str(out), "--fs", "8000",
-                    "--tasks", "digit", "--epochs", "20", "--device", "cpu"])
+    ssl_probe.main(
+        [
+            "--exp_dir",
+            str(exp),
+            "--train_dir",
+            str(d),
+            "--train_labels",
+            str(tmp_path / "train_labels"),
+            "--test_dir",
+            str(v),
+            "--test_labels",
+            str(tmp_path / "test_labels"),
+            "--output_dir",
+            str(out),
+            "--fs",
+            "8000",
+            "--tasks",
+            "digit",
+            "--epochs",
+            "20",
+            "--device",
+            "cpu",
+        ]
+    )
     report = json.loads((out / "probe.json").read_text())
     names = {r["name"] for r in report["tasks"]["digit"]["results"]}
     assert names == {"exp", "exp_random_init", "mfcc13_mean", "mfcc39_meanstd"}
-    assert (out / "probe.md").read_text().count("| digit |") == 6  # 2 per model (weighted, best layer), 1 per MFCC
+    assert (out / "probe.md").read_text().count(
+        "| digit |"
+    ) == 6  # 2 per model (weighted, best layer), 1 per MFCC
     assert np.isfinite([r["test_acc"] for r in report["tasks"]["digit"]["results"]]).all()
