@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Create (or reuse) tools/venv and install this package into it, idempotently.
+#   bash tools/install.sh          the package + its test extra (pytest, ruff, shellcheck)
+#   bash tools/install.sh --test   also the system packages the test suite uses (Slurm daemons
+#                                  for the real-Slurm backend test), via apt-get when root
 # torch is installed first with an exact CPU-friendly pin so that the package's
 # range (torch>=2.6,<3) is already satisfied and pip never pulls a CUDA build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${ESPNET_SSL_VENV:-${root}/tools/venv}
 python=${PYTHON:-python3}
+if [ "${1:-}" = --test ]; then
+    bash "${root}/tools/install_system_test_deps.sh"
+fi
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 
 if [ ! -x "${venv}/bin/python" ]; then

