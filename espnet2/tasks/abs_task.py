@@ -378,6 +378,8 @@ class AbsTask(ABC):
         export_dist_env(args)
         dist = init_distributed(min(args.ngpu, 1), args.dist_backend)
         setup_logging(args, dist.rank)
+        logger.info("process rank %d of world size %d (local rank %d) on %s", dist.rank,
+                    dist.world_size, dist.local_rank, dist.device)
         set_num_threads(args.num_threads, dist.local_world_size)
         seed_everything(args.seed)
         try:
