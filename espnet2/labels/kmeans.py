@@ -253,7 +253,7 @@ def fit_kmeans(
 
     if backend == "faiss":
         centroids, passes, history = (
-            _fit_faiss(sample, n_clusters, seed, max_passes),
+            _fit_faiss(sample, centroids.cpu().numpy(), seed, max_passes),
             max_passes,
             [],
         )
@@ -334,7 +334,9 @@ def _fit_sklearn(
     return km.cluster_centers_, len(history), history
 
 
-def _fit_faiss(sample: np.ndarray, n_clusters: int, seed: int, niter: int):
+def _fit_faiss(sample: np.ndarray, init: np.ndarray, seed: int, niter: int):
+    """Lloyd iterations in faiss from the same k-means++ ``init`` (K, D) as the other backends
+    (faiss's own random init lands in poor local minima on well-separated data)."""
     try:
         import faiss
     except ImportError as e:  # optional backend
@@ -343,13 +345,16 @@ def _fit_faiss(sample: np.ndarray, n_clusters: int, seed: int, niter: int):
         ) from e
     km = faiss.Kmeans(
         sample.shape[1],
-        n_clusters,
+        len(init),
         niter=niter,
         seed=seed,
         verbose=False,
         max_points_per_centroid=len(sample),
     )
-    km.train(np.ascontiguousarray(sample, dtype=np.float32))
+    km.train(
+        np.ascontiguousarray(sample, dtype=np.float32),
+        init_centroids=np.ascontiguousarray(init, dtype=np.float32),
+    )
     return km.centroids
 
 
