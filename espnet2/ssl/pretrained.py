@@ -57,6 +57,12 @@ def _pth_files(d: Path) -> list[str]:
     return sorted(p.name for p in d.glob("*.pth"))
 
 
+def _is_packed(path: Path) -> bool:
+    """A pack_ssl archive (a torch ``.pth`` is a zip too, without ``config.yaml``)."""
+    with zipfile.ZipFile(path) as zf:
+        return "config.yaml" in zf.namelist()
+
+
 def build_model_from_config(config: dict) -> torch.nn.Module:
     """Build an untrained ESPnetSSLModel from a resolved ``config.yaml`` dict."""
     from espnet2.tasks.ssl import SSLTask
@@ -67,7 +73,7 @@ def build_model_from_config(config: dict) -> torch.nn.Module:
 def load_model(path: str | Path, model_file: str | None = None, device: str = "cpu"):
     """Return ``(model, config, exp_dir)`` with weights loaded, in eval mode."""
     path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_file() and zipfile.is_zipfile(path) and _is_packed(path):
         tmp = Path(tempfile.mkdtemp(prefix="ssl_pack_"))
         with zipfile.ZipFile(path) as zf:
             zf.extractall(tmp)

@@ -480,7 +480,7 @@ class AbsTask(ABC):
 
     @classmethod
     def train(cls, args: argparse.Namespace, dist) -> None:
-        from espnet2.train.optim import build_optimizer
+        from espnet2.train.optim import build_optimizer, param_groups
         from espnet2.train.schedulers import build_scheduler
         from espnet2.train.trainer import Trainer
 
@@ -490,7 +490,8 @@ class AbsTask(ABC):
         freeze_parameters(model, args.freeze_param)
         model.to(dist.device)
         train_loader, valid_loader = cls.build_loaders(args, model, dist)
-        optimizer = build_optimizer(args.optim, model.parameters(), args.optim_conf)
+        optimizer = build_optimizer(args.optim, param_groups(model.named_parameters()),
+                                    args.optim_conf)
         scheduler = build_scheduler(args.scheduler, optimizer, args.scheduler_conf,
                                     max_steps=args.max_steps)
         options = cls.trainer_options(args)

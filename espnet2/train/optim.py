@@ -16,6 +16,24 @@ OPTIMIZERS = {
 }
 
 
+#: Weight-norm directions ``v`` (``w = g * v / ||v||``): their scale is meaningless, and weight
+#: decay on taps that get no gradient (e.g. a 128-tap positional conv on 20-frame clips) drives
+#: ``||v||`` to 0 and the weight to 0/0 = NaN (seen after ~1000 steps on FSDD). Never decayed.
+NO_DECAY_SUFFIXES = (".parametrizations.weight.original1",)
+
+
+def param_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> list[dict]:
+    """Trainable parameters in two groups: with weight decay, and without (weight-norm ``v``)."""
+    decay, no_decay = [], []
+    for name, p in named_params:
+        if p.requires_grad:
+            (no_decay if name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
+    groups = [{"params": decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[dict],
                     conf: dict | None = None) -> torch.optim.Optimizer:
     """Build optimizer ``name`` (adam, adamw, sgd) over the trainable ``params``.
@@ -32,6 +50,7 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter] | Iterable[d
     groups = list(params)
     if groups and isinstance(groups[0], dict):
         groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        groups = [g for g in groups if g["params"]]
         flat = [p for g in groups for p in g["params"]]
     else:
         groups = flat = [p for p in groups if p.requires_grad]

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from espnet2.eval.pooling import masked_mean, pooled_layer_features
+from espnet2.eval.pooling import masked_mean, masked_mean_std, pooled_layer_features
 from espnet2.eval.probe import ProbeConfig, fit_probe, select_and_evaluate
 from espnet2.eval.run_probe import ProbeSet, content_split, run_probe_suite
 
@@ -28,6 +28,17 @@ def _extract(speech: torch.Tensor, lengths: torch.Tensor):
 def test_masked_mean_ignores_padding():
     hs = torch.tensor([[[1.0], [3.0], [100.0]]])
     assert masked_mean(hs, torch.tensor([2])).item() == 2.0
+
+
+def test_masked_mean_std_matches_numpy_on_valid_frames():
+    hs = torch.randn(2, 7, 3)
+    hs[0, 4:] = 1e6  # padding garbage must not leak
+    out = masked_mean_std(hs, torch.tensor([4, 7]))
+    for row, n in ((0, 4), (1, 7)):
+        ref = hs[row, :n].numpy()
+        np.testing.assert_allclose(
+            out[row].numpy(), np.concatenate([ref.mean(0), ref.std(0)]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_pooled_features_independent_of_batching():

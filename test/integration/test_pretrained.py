@@ -137,3 +137,13 @@ def test_probe_cli_writes_report(trained, tmp_path):
         "| digit |"
     ) == 6  # 2 per model (weighted, best layer), 1 per MFCC
     assert np.isfinite([r["test_acc"] for r in report["tasks"]["digit"]["results"]]).all()
+
+
+def test_load_model_accepts_a_model_file(trained):
+    """A torch .pth is a zip too: it must load as a model file, not as a packed archive."""
+    root, exp = trained
+    by_file, _, exp_dir = load_model(exp / "valid.loss.ave.pth")
+    by_dir, _, _ = load_model(exp)
+    assert exp_dir == exp
+    for (n, a), (_, b) in zip(by_file.state_dict().items(), by_dir.state_dict().items()):
+        assert torch.equal(a, b), n
