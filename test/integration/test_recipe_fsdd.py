@@ -147,12 +147,12 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             names = set(zipfile.ZipFile(packed).namelist())
             assert {"config.yaml", "model.pth"} <= names, names
             if tag == "train_hubert_raw":  # the labels' k-means model travels with it
-                assert {"kmeans/km_50.npy", "kmeans/km_50.json"} <= names, names
+                assert {"kmeans/km_100.npy", "kmeans/km_100.json"} <= names, names
     if last >= 5:
-        tokens = d / "exp" / "kmeans_mfcc_50_train" / "tokens.txt"
+        tokens = d / "exp" / "kmeans_mfcc_100_train" / "tokens.txt"
         assert tokens.is_file()
         labels = (d / "dump/raw/train/text").read_text().splitlines()[0].split()[1:]
-        assert all(x.isdigit() and int(x) < 50 for x in labels)
+        assert all(x.isdigit() and int(x) < 100 for x in labels)
     if last >= 7:  # everything finished: a re-run skips all stages
         log = run(
             d,
