@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
+from espnet2.ssl.pretrained import setup_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,15 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: list[str] | None = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.num_threads)
+    device = setup_cli(args.num_threads, args.device)
     from espnet2.data.dataset import SSLDataset
     from espnet2.ssl.extract import iter_hidden_states, write_hidden_states
     from espnet2.ssl.pretrained import load_model
 
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
     model, config, _ = load_model(args.exp_dir, args.model_file, device)
     fs = model.frontend.fs if hasattr(model.frontend, "fs") else None
     layers = args.layers if args.layers else list(range(model.encoder.num_layers()))

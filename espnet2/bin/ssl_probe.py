@@ -12,10 +12,11 @@ Writes ``probe.json`` and ``probe.md`` (table) to ``--output_dir``.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import torch
+
+from espnet2.ssl.pretrained import setup_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -74,14 +75,10 @@ def _ssl_features(model, args, device, pooled):
 
 def main(cmd: list[str] | None = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.num_threads)
+    device = setup_cli(args.num_threads, args.device)
     from espnet2.eval.probe import ProbeConfig
     from espnet2.eval.run_probe import format_table, load_probe_set, run_probe_suite, write_report
 
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
     train = load_probe_set(args.train_dir, args.train_labels, args.fs)
     test = load_probe_set(args.test_dir, args.test_labels, args.fs)
     report = run_probe_suite(

@@ -57,6 +57,15 @@ def _pth_files(d: Path) -> list[str]:
     return sorted(p.name for p in d.glob("*.pth"))
 
 
+def setup_cli(num_threads: int, device: str) -> str:
+    """Logging, torch threads and the device (``auto``: CUDA when present) for the SSL tools."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(num_threads)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _is_packed(path: Path) -> bool:
     """A pack_ssl archive (a torch ``.pth`` is a zip too, without ``config.yaml``)."""
     with zipfile.ZipFile(path) as zf:
