@@ -36,6 +36,7 @@ DEFAULT_THREADS = torch.get_num_threads()  # before anything changes it: "out of
 
 from bench import common  # noqa: E402
 from bench.models import BareLoop, build_model, config, make_batches  # noqa: E402
+from espnet2.utils.cpu_malloc import tune_cpu_malloc  # noqa: E402
 
 HERE = Path(__file__).resolve()
 ESPNET_PYTHON = "/tmp/espnet_venv/bin/python"
@@ -302,6 +303,8 @@ def section_espnet_interleaved(cfg: dict, python: str, steps: int) -> list[str]:
         return [f"[espnet_interleaved] skipped: no ESPnet venv at {python}"]
     spec = {"kind": "serve", "smoke": False, "batch": cfg["batch"], "steps": 0, "threads": 1}
     servers = {"ours": common.StepServer(worker_args(spec)),
+               # the same without the trainer's glibc malloc tuning (espnet2/utils/cpu_malloc.py)
+               "ours_default_malloc": common.StepServer(worker_args({**spec, "malloc": False})),
                "espnet": common.StepServer([python, str(HERE.parent / "espnet_worker.py"),
                                             "--serve", "--threads", "1"]),
                # our modules on the ESPnet venv's torch build (this repo first on sys.path):
@@ -309,7 +312,8 @@ def section_espnet_interleaved(cfg: dict, python: str, steps: int) -> list[str]:
                "ours_on_espnet_torch": common.StepServer([python, *worker_args(spec)[1:]])}
     times: dict[str, list[float]] = {k: [] for k in servers}
     for i in range(steps):
-        order = list(servers)[i % 3:] + list(servers)[: i % 3]  # rotate who goes first
+        n = len(servers)
+        order = list(servers)[i % n:] + list(servers)[: i % n]  # rotate who goes first
         for k in order:
             times[k].append(servers[k].step())
     final = {k: s.close() for k, s in servers.items()}
@@ -325,6 +329,8 @@ def section_espnet_interleaved(cfg: dict, python: str, steps: int) -> list[str]:
                  f"x{med['espnet'] / med['ours_on_espnet_torch']:.3f}")
     lines.append(f"ratio ours_on_espnet_torch/ours step (torch build only): "
                  f"x{med['ours_on_espnet_torch'] / med['ours']:.3f}")
+    lines.append(f"ratio ours/ours_default_malloc step (malloc tuning): "
+                 f"x{med['ours'] / med['ours_default_malloc']:.3f}")
     lines.append(f"ratio espnet/ours step min: x{min(times['espnet']) / min(times['ours']):.3f}")
     lines.append(f"ratio espnet/ours peak_rss: "
                  f"x{final['espnet']['peak_rss_mb'] / final['ours']['peak_rss_mb']:.3f}")
@@ -409,6 +415,8 @@ def worker(spec: dict) -> None:
     t0 = time.perf_counter()
     threads = spec.get("threads", 1) or DEFAULT_THREADS
     torch.set_num_threads(threads)
+    if spec.get("malloc", True):  # what ssl_train does at start-up
+        tune_cpu_malloc()
     cfg = config(spec["smoke"])
     torch.manual_seed(0)
     model = build_model(cfg, checkpoint_layers=spec.get("ckpt_cnn", 0),

@@ -56,6 +56,7 @@ from espnet2.utils.config import (
     strict_int,
     suggestion,
 )
+from espnet2.utils.cpu_malloc import tune_cpu_malloc
 
 logger = logging.getLogger(__name__)
 
@@ -381,6 +382,8 @@ class AbsTask(ABC):
         logger.info("process rank %d of world size %d (local rank %d) on %s", dist.rank,
                     dist.world_size, dist.local_rank, dist.device)
         set_num_threads(args.num_threads, dist.local_world_size)
+        if dist.device.type == "cpu":
+            tune_cpu_malloc()  # keep big activations' pages between steps (~x0.8 step time)
         seed_everything(args.seed)
         try:
             if args.collect_stats:
