@@ -33,7 +33,11 @@ class ProbeSet:
 
 
 def load_probe_set(data_dir: Path, label_file: Path, fs: int) -> ProbeSet:
-    """Read ``wav.scp`` + ``utt2spk`` of ``data_dir`` and ``label_file`` (``utt label``)."""
+    """Read ``wav.scp`` + ``utt2spk`` of ``data_dir`` and ``label_file`` (``utt label``).
+
+    Probe sets are small (FSDD: 3,000 clips, ~80 MB at 16 kHz), so the waveforms are held in
+    memory and every feature set reads them once; for large sets use ``ssl_extract`` instead.
+    """
     from espnet2.data.audio import read_audio
     from espnet2.data.kaldi import read_kv
 
