@@ -20,6 +20,9 @@ Flags:
     --ref_text      references for label quality: a file, or a file name inside each set dir
                     (read before ``text`` is overwritten): frame labels or one word per utt.
     --nj            processes for MFCC extraction.
+    --cmvn          ``none`` (hubert1) or ``utterance``: per-utterance mean/variance
+                    normalisation of the features before k-means and assignment (speaker-
+                    and channel-normalised clusters; recorded in ``km_<K>.json``).
 Exits non-zero listing every problem when the written labels fail validation.
 """
 
@@ -37,7 +40,12 @@ from espnet2.labels.assign import (
     write_kmeans_token_list,
     write_label_files,
 )
-from espnet2.labels.features import ModelLayerFeatures, featurize, mfcc_geometry
+from espnet2.labels.features import (
+    ModelLayerFeatures,
+    featurize,
+    mfcc_geometry,
+    utterance_cmvn,
+)
 from espnet2.labels.kmeans import BACKENDS, fit_kmeans, save_kmeans, select_portion
 from espnet2.labels.quality import (
     format_report,
@@ -68,6 +76,9 @@ def _read_refs(ref_text: str | None, set_dirs: list[Path]) -> dict[str, list[str
     return refs or None
 
 
+CMVN_CHOICES = ("none", "utterance")
+
+
 def make_pseudo_labels(
     train_dir: str | Path,
     set_dirs: list[str | Path],
@@ -84,6 +95,7 @@ def make_pseudo_labels(
     nj: int = 1,
     tolerance: int = 2,
     hyp_upsample: int = 1,
+    cmvn: str = "none",
     **kmeans_kwargs,
 ) -> dict:
     """Fit on ``train_dir``, label it and every ``set_dirs`` entry; returns quality reports.
@@ -91,6 +103,8 @@ def make_pseudo_labels(
     ``extractor`` supplies model-layer features (``feature="model"``); None means MFCC.
     ``kmeans_kwargs`` go to :func:`~espnet2.labels.kmeans.fit_kmeans` (backend, batch_size...).
     """
+    if cmvn not in CMVN_CHOICES:
+        raise ValueError(f"cmvn={cmvn!r}: choose one of {CMVN_CHOICES}")
     if (feature == "model") != (extractor is not None):
         raise ValueError(
             "feature='model' needs extractor=ModelLayerFeatures(...); feature='mfcc' takes none"
@@ -108,13 +122,18 @@ def make_pseudo_labels(
         "k-means on %d of %d train utterances (portion %s)", len(subset), len(train), portion
     )
 
+    def features(items):
+        for utt, x, n, rate in featurize(items, extractor, fs, nj):
+            yield utt, (utterance_cmvn(x) if cmvn == "utterance" else x), n, rate
+
     def stream():
-        return (x for _, x, _, _ in featurize(subset, extractor, fs, nj))
+        return (x for _, x, _, _ in features(subset))
 
     meta = dict(
         feature=feature,
         layer=getattr(extractor, "layer", None),
         portion=portion,
+        cmvn=cmvn,
         fs=fs,
         train_dir=str(dirs[0]),
         train_utts=len(subset),
@@ -126,7 +145,7 @@ def make_pseudo_labels(
     problems, reports = [], {}
     for d in dirs:  # every set with the TRAIN model (fairseq #5453)
         out = km_dir / d.name / f"pseudo_labels_km{n_clusters}.txt"
-        feats = featurize(read_scp(d), extractor, fs, nj)
+        feats = features(read_scp(d))
         src = mfcc_geometry if extractor is None else None
         labels = label_stream(feats, model, dst, src, device=kmeans_kwargs.get("device"))
         stats = write_label_files(labels, [out] + ([d / "text"] if dump_text else []))
@@ -162,6 +181,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyp_upsample", type=int, default=1)
     p.add_argument("--no_dump_text", action="store_true")
     p.add_argument("--nj", type=int, default=1)
+    p.add_argument("--cmvn", choices=CMVN_CHOICES, default="none")
     p.add_argument("--tolerance", type=int, default=2)
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--batch_size", type=int, default=10000)
@@ -204,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             nj=args.nj,
             tolerance=args.tolerance,
             hyp_upsample=args.hyp_upsample,
+            cmvn=args.cmvn,
             backend=args.backend,
             batch_size=args.batch_size,
             max_passes=args.max_passes,

@@ -96,6 +96,16 @@ def mfcc_features(wave: np.ndarray, fs: int) -> np.ndarray:
     return add_deltas(compute_mfcc(wave, fs))
 
 
+def utterance_cmvn(feats: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Per-utterance mean and variance normalisation of (T, D) features (Kaldi
+    ``apply-cmvn`` with per-utterance stats and ``--norm-vars``): removes channel and much of the
+    speaker's spectral tilt, so k-means clusters follow phones rather than speakers."""
+    feats = np.asarray(feats, dtype=np.float32)
+    mean = feats.mean(axis=0, keepdims=True)
+    std = feats.std(axis=0, keepdims=True)
+    return ((feats - mean) / (std + eps)).astype(np.float32)
+
+
 def iter_audio(
     wav_scp: Iterable[tuple[str, str]], expected_fs: int | None = None
 ) -> Iterator[tuple[str, np.ndarray, int]]:

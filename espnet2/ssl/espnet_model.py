@@ -3,7 +3,8 @@
 Pipeline of :meth:`ESPnetSSLModel.forward`::
 
     speech (B, N) ─ frontend ─ [specaug, training only] ─ [normalize] ─ [preencoder] ─ x (B, T, D)
-      x ──(no grad)──────────── EMA teacher (if a loss needs it) ──▶ teacher_hidden_states
+      frontend ─ [normalize] ─ [preencoder] ─(no grad)─ EMA teacher (if a loss needs it)
+                                                          ──▶ teacher_hidden_states
       x ─ masking (if a loss needs it) ─ encoder(return_all_hs) ──▶ hidden_states
       SSLForwardRecord ─▶ every loss ─▶ (Σ_i w_i loss_i, stats, weight)
 
@@ -12,7 +13,9 @@ each loss returns a per-frame mean over (about) these frames, and the trainer re
 rank's loss by ``weight * world_size / Σ_ranks weight`` so the update is the gradient of the
 per-frame mean over all ranks. Masking also runs in eval mode (ESPnet behaviour, so the
 validation loss measures the training objective); the Masking util draws eval masks from a
-fixed seed, so validation losses are comparable between epochs.
+fixed seed, so validation losses are comparable between epochs. The teacher never sees
+SpecAug: with frequency warping on, the student learns to predict the clean input's targets
+from a speaker-perturbed view (as label-based losses do with labels made from clean audio).
 """
 
 from __future__ import annotations
@@ -141,17 +144,30 @@ class ESPnetSSLModel(torch.nn.Module):
     def encode_features(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N) waveform -> (B, T, D) unmasked pre-encoder output and (B,) frame counts."""
+        """(B, N) waveform -> (B, T, D) unmasked pre-encoder output and (B,) frame counts.
+
+        SpecAug applies in training mode only.
+        """
+        feats, lengths = self._frontend(speech, speech_lengths)
+        return self._post_frontend(feats, lengths, augment=True)
+
+    def _frontend(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         speech = speech[:, : int(speech_lengths.max())]  # drop batch-wide padding
-        if self.frontend is not None:
-            x, lengths = self.frontend(speech, speech_lengths)
-            if self.feature_grad_mult != 1.0 and torch.is_grad_enabled():
-                # same value, gradient scaled by g: g·x + (1 − g)·stop_grad(x)
-                g = self.feature_grad_mult
-                x = x * g + x.detach() * (1.0 - g)
-        else:
-            x, lengths = speech, speech_lengths
-        if self.specaug is not None and self.training:
+        if self.frontend is None:
+            return speech, speech_lengths
+        x, lengths = self.frontend(speech, speech_lengths)
+        if self.feature_grad_mult != 1.0 and torch.is_grad_enabled():
+            # same value, gradient scaled by g: g·x + (1 − g)·stop_grad(x)
+            g = self.feature_grad_mult
+            x = x * g + x.detach() * (1.0 - g)
+        return x, lengths
+
+    def _post_frontend(
+        self, x: torch.Tensor, lengths: torch.Tensor, augment: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if augment and self.specaug is not None and self.training:
             x, lengths = self.specaug(x, lengths)
         if self.normalize is not None:
             x, lengths = self.normalize(x, lengths)
@@ -201,15 +217,22 @@ class ESPnetSSLModel(torch.nn.Module):
         if speech.size(0) != speech_lengths.size(0):
             raise ValueError(f"ESPnetSSLModel: speech batch {tuple(speech.shape)} and "
                              f"speech_lengths {tuple(speech_lengths.shape)} disagree")
-        x, lengths = self.encode_features(speech, speech_lengths)
+        feats, feat_lengths = self._frontend(speech, speech_lengths)
+        x, lengths = self._post_frontend(feats, feat_lengths, augment=True)
         B, T, _ = x.shape
         padding_mask = torch.arange(T, device=x.device)[None, :] >= lengths[:, None]
         teacher_states = None
         if self.needs_teacher:
             if not self.ema.is_synced():
                 self.ema.sync_(self.encoder)
-            # the teacher sees the unmasked input; its output is a target, never a graph
-            (_, teacher_states), _, _ = self.ema(x.detach(), lengths, return_all_hs=True)
+            # the teacher sees the unmasked, un-augmented input; its output is a target,
+            # never a graph
+            x_teacher = x
+            if self.specaug is not None and self.training:
+                with torch.no_grad():
+                    x_teacher, _ = self._post_frontend(feats, feat_lengths, augment=False)
+            (_, teacher_states), _, _ = self.ema(x_teacher.detach(), lengths,
+                                                 return_all_hs=True)
             teacher_states = [h.detach() for h in teacher_states]
         mask = None
         x_in = x

@@ -103,3 +103,35 @@ def test_global_mvn_from_stats_file(tmp_path):
         GlobalMVN(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="dimension 5"):
         mvn(torch.ones(1, 2, 5))
+
+
+def test_warp_freq_identity_and_peak_moves_with_the_factor():
+    from espnet2.asr.specaug.specaug import warp_freq
+
+    x = torch.randn(3, 5, 40)
+    torch.testing.assert_close(warp_freq(x, torch.ones(3)), x)
+    peak = torch.zeros(2, 4, 40)
+    peak[:, :, 10] = 1.0  # a "formant" at bin 10
+    y = warp_freq(peak, torch.tensor([1.2, 0.8]))
+    assert int(y[0, 0].argmax()) == 12 and int(y[1, 0].argmax()) == 8
+    assert torch.equal(y[:, 0], y[:, 3])  # every frame warped alike, none moved in time
+    # a stretch below 1 repeats the top bin rather than inventing values
+    ramp = torch.arange(40.0).expand(1, 2, 40)
+    assert float(warp_freq(ramp, torch.tensor([0.5])).max()) == 39.0
+
+
+def test_specaug_freq_warp_only_draws_per_utterance_factors():
+    aug = SpecAug(apply_freq_mask=False, apply_time_mask=False, apply_freq_warp=True,
+                  freq_warp_range=(0.8, 1.25)).train()
+    x = torch.arange(30.0).expand(4, 6, 30).contiguous()
+    y, _ = aug(x, torch.tensor([6, 6, 6, 6]))
+    assert y.shape == x.shape and not torch.equal(y[0], y[1])
+    slopes = (y[:, 0, 5] - y[:, 0, 4])  # d(source bin)/d(bin) = 1 / factor
+    assert bool(((slopes >= 0.8 - 1e-5) & (slopes <= 1.25 + 1e-5)).all())
+    assert torch.equal(aug.eval()(x, None)[0], x)
+
+
+@pytest.mark.parametrize("rng", [(1.1, 0.9), (0.0, 1.0), (1.0,)])
+def test_specaug_rejects_bad_warp_range(rng):
+    with pytest.raises(ValueError, match="freq_warp_range"):
+        SpecAug(apply_freq_warp=True, freq_warp_range=rng, apply_time_mask=False)

@@ -83,3 +83,40 @@ def test_bench_gpu_smoke_on_cpu(capsys):
 def test_bench_gpu_without_cuda_exits_cleanly(capsys):
     load("bench_gpu").main([])
     assert "no CUDA device" in capsys.readouterr().out
+
+
+ESPNET_LOG = ("[vm] 2026-11-25 16:31:22,672 (trainer:811) INFO: {e}epoch:train:{b}-{b}batch: "
+              "iter_time=0.029forward_time=0.352, hubert_loss_m_1=9.239, loss=9.2")
+OURS_LOG = "[INFO] espnet2.train.reporter: {e}epoch:{b}/3 step:{b} loss=4.1 eta=1s"
+
+
+@pytest.mark.parametrize("fmt,pattern", [(ESPNET_LOG, "espnet"), (OURS_LOG, "ours")])
+def test_bench_job_timeline_of_both_log_formats(fmt, pattern):
+    """Start-up = first progress line minus one step; epochs end where the next one starts
+    and the last at the process's exit; other lines are ignored."""
+    job = load("bench_job")
+    regex = job.espnet_job.PROGRESS if pattern == "espnet" else job.OURS_PROGRESS
+    lines = [(0.5, "importing"), (10.0, fmt.format(e=1, b=1)), (11.0, fmt.format(e=1, b=2)),
+             (12.0, fmt.format(e=1, b=3)), (12.5, "1epoch valid: loss=4.0"),
+             (15.0, fmt.format(e=2, b=1)), (16.0, fmt.format(e=2, b=2)),
+             (17.0, fmt.format(e=2, b=3))]
+    tl = job.parse_timeline(lines, regex, wall=20.0)
+    assert tl["step_s"] == pytest.approx(1.0) and tl["startup_s"] == pytest.approx(9.0)
+    assert tl["epoch_s"] == pytest.approx({1: 5.0, 2: 6.0}) and tl["steps"] == {1: 3, 2: 3}
+    assert "error" in job.parse_timeline(lines[:2], regex, wall=20.0)
+
+
+def test_bench_job_espnet_variants_skip_without_venv(tmp_path):
+    """CI has no ESPnet venv: the ESPnet variants are dropped with a printed reason."""
+    job = load("bench_job")
+    missing = str(tmp_path / "no_venv" / "python")
+    names, why = job.pick_variants(job.parse_args(["--espnet_python", missing]))
+    assert names == ["ours"] and "no such file" in why and missing in why
+    names, why = job.pick_variants(job.parse_args(["--espnet_python", "", "--variants",
+                                                   "ours,espnet_ootb"]))
+    assert names == ["ours"] and "no ESPnet venv" in why
+    names, why = job.pick_variants(job.parse_args(["--espnet_python", str(BENCH / "common.py"),
+                                                   "--variants", "espnet_t1,ours"]))
+    assert names == ["espnet_t1", "ours"] and why is None
+    with pytest.raises(SystemExit, match="unknown"):
+        job.pick_variants(job.parse_args(["--variants", "ours,espnet"]))

@@ -160,6 +160,25 @@ def test_same_seed_same_labels(dump):
     assert not (dump / "train" / "text").exists()
 
 
+def test_utterance_cmvn_labels_are_invariant_to_a_channel_gain_and_recorded(dump):
+    """--cmvn utterance: a per-utterance offset/scale of the MFCCs (a channel) is normalised
+    away, so the k-means model fits unit-variance features and the choice is recorded."""
+    from espnet2.labels.features import utterance_cmvn
+
+    x = np.random.default_rng(0).normal(size=(50, 39)).astype(np.float32)
+    y = utterance_cmvn(x)
+    np.testing.assert_allclose(y.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(y.std(0), 1, atol=1e-3)
+    np.testing.assert_allclose(utterance_cmvn(3 * x + 7), y, atol=1e-4)
+    assert run(dump, dump / "c", extra=["--no_dump_text", "--cmvn", "utterance"]) == 0
+    model = load_kmeans(dump / "c")
+    assert model.meta["cmvn"] == "utterance"
+    assert np.abs(model.centroids).max() < 10  # normalised features, not raw MFCC scale
+    assert run(dump, dump / "r", extra=["--no_dump_text"]) == 0
+    raw = load_kmeans(dump / "r")
+    assert raw.meta["cmvn"] == "none" and np.abs(raw.centroids).max() > 10
+
+
 def test_model_layer_features_iteration(dump):
     """Iteration >= 1: k-means on block outputs of a (tiny) SSL model, labels on its frames."""
     from espnet2.bin.make_pseudo_labels import make_pseudo_labels

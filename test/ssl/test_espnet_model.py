@@ -123,6 +123,33 @@ def test_teacher_sees_unmasked_input():
     torch.testing.assert_close(seen["x"], x)
 
 
+def test_teacher_never_sees_specaug_but_student_does():
+    from espnet2.asr.specaug.specaug import SpecAug
+
+    model = tiny_model(("dinosr",))
+    model.specaug = SpecAug(apply_freq_mask=False, apply_time_mask=False,
+                            apply_freq_warp=True, freq_warp_range=(0.7, 0.7))
+    seen = {}
+    for name, module in (("teacher", model.ema.model), ("student", model.encoder)):
+        original = module.forward
+
+        def spy(xs_pad, ilens, _name=name, _orig=original, **kwargs):
+            seen[_name] = xs_pad.detach().clone()
+            return _orig(xs_pad, ilens, **kwargs)
+
+        module.forward = spy
+    batch = tiny_batch()
+    model.train()
+    model(**batch)
+    model.eval()
+    clean, _ = model.encode_features(batch["speech"], batch["speech_lengths"])
+    torch.testing.assert_close(seen["teacher"], clean)
+    model.train()
+    warped, _ = model.encode_features(batch["speech"], batch["speech_lengths"])
+    assert not torch.allclose(warped, clean)
+    assert not torch.allclose(seen["student"], clean)
+
+
 def test_align_labels_trims_pads_and_hides_padding():
     text = torch.tensor([[1, 2, 3, 4, 5], [6, 7, -1, -1, -1]])
     labels = align_labels(text, torch.tensor([5, 2]), torch.tensor([4, 3]), 4)

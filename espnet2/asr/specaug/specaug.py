@@ -2,7 +2,11 @@
 
 Masks are drawn per utterance; time masks are placed inside each utterance's valid frames.
 Masked values are set to 0 (for log-mel input after mean normalisation this is the mean).
-Time warping is not provided.
+Time warping is not provided. Frequency warping (a per-utterance stretch of the feature axis,
+VTLP-like) changes the apparent vocal-tract length while keeping every frame in place, so
+frame-level targets computed on the clean audio stay aligned: with an EMA teacher that sees
+the clean input (``ESPnetSSLModel``), the student is taught to be speaker-invariant
+(the ContentVec idea, Qian et al. 2022).
 """
 
 from __future__ import annotations
@@ -15,6 +19,23 @@ import torch
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 
 logger = logging.getLogger(__name__)
+
+
+def warp_freq(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Stretch the feature axis of (B, T, D) by a per-utterance factor ``factors`` (B,).
+
+    ``out[b, t, k] = x[b, t, k / a_b]`` with linear interpolation and the edge bin repeated:
+    ``a > 1`` moves spectral peaks (formants) up, ``a < 1`` down; ``a = 1`` is the identity.
+    """
+    b, _, d = x.shape
+    pos = (torch.arange(d, device=x.device, dtype=torch.float32)[None, :]
+           / factors.to(x.device, torch.float32)[:, None]).clamp(0, d - 1)  # (B, D)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=d - 1)
+    w = (pos - lo).to(x.dtype)[:, None, :]
+    lo = lo[:, None, :].expand(-1, x.size(1), -1)
+    hi = hi[:, None, :].expand(-1, x.size(1), -1)
+    return x.gather(2, lo) * (1 - w) + x.gather(2, hi) * w
 
 
 def mask_along_axis(
@@ -52,6 +73,9 @@ class SpecAug(AbsSpecAug):
         time_mask_width_ratio_range: (min, max) width as a ratio of each utterance's length
             (used when ``time_mask_width_range`` is None).
         num_time_mask: time masks per utterance.
+        apply_freq_warp: stretch the feature axis by a factor drawn per utterance from
+            ``freq_warp_range`` (applied before the masks).
+        freq_warp_range: (min, max) stretch factors, e.g. (0.85, 1.15).
     """
 
     def __init__(
@@ -66,17 +90,25 @@ class SpecAug(AbsSpecAug):
         time_mask_width_range: Sequence[int] | int | None = None,
         time_mask_width_ratio_range: Sequence[float] | float | None = None,
         num_time_mask: int = 2,
+        apply_freq_warp: bool = False,
+        freq_warp_range: Sequence[float] = (0.9, 1.1),
     ):
         super().__init__()
         if apply_time_warp:
             raise NotImplementedError(
                 "SpecAug: time warping is not implemented; set specaug_conf.apply_time_warp: false"
             )
-        if not (apply_freq_mask or apply_time_mask):
+        if not (apply_freq_mask or apply_time_mask or apply_freq_warp):
             raise ValueError(
-                "SpecAug: both apply_freq_mask and apply_time_mask are false; "
+                "SpecAug: apply_freq_mask, apply_time_mask and apply_freq_warp are all false; "
                 "set specaug: null instead"
             )
+        warp = tuple(float(v) for v in freq_warp_range)
+        if len(warp) != 2 or not 0 < warp[0] <= warp[1]:
+            raise ValueError(f"SpecAug: freq_warp_range={list(freq_warp_range)} must be "
+                             "(min, max) with 0 < min <= max, e.g. [0.85, 1.15]")
+        self.apply_freq_warp = apply_freq_warp
+        self.freq_warp_range = warp
         no_time_width = time_mask_width_range is None and time_mask_width_ratio_range is None
         if apply_time_mask and no_time_width:
             raise ValueError(
@@ -111,6 +143,9 @@ class SpecAug(AbsSpecAug):
             if x_lengths is None
             else x_lengths.to(x.device).long()
         )
+        if self.apply_freq_warp:
+            lo, hi = self.freq_warp_range
+            x = warp_freq(x, lo + (hi - lo) * torch.rand(b, device=x.device))
         if self.apply_freq_mask and self.num_freq_mask > 0:
             lo, hi = self.freq_range
             widths = torch.randint(int(lo), int(hi), (b, self.num_freq_mask), device=x.device)
