@@ -51,8 +51,9 @@ class TrainerOptions:
     """Stop after this many optimizer updates (fairseq ``max_update``); the epoch in progress
     is validated and saved. Also the horizon of the tri-stage / cosine schedulers."""
     num_iters_per_epoch: int | None = None
-    """Cap on batches per epoch (ESPnet ``--num_iters_per_epoch``; the remainder is *not*
-    carried into the next epoch: the loader restarts each epoch)."""
+    """Batches per training epoch (ESPnet ``--num_iters_per_epoch``): epoch ``e`` runs batches
+    ``[(e-1)·N, e·N)`` of the stream of shuffled data epochs, so the rest of a data epoch is
+    carried into the next training epoch (``espnet2/train/epochs.py``)."""
     accum_grad: int = 1
     """Micro-batches per optimizer update (ESPnet ``--accum_grad``; fairseq ``update_freq``)."""
     grad_clip: float = 5.0

@@ -25,6 +25,7 @@ from espnet2.train.average_nbest import (
     ranked_epochs,
 )
 from espnet2.train.distributed import DistInfo, all_reduce_sum
+from espnet2.train.epochs import Segment, epoch_segments, skip_batches
 from espnet2.train.options import BatchLoader, TrainerOptions
 from espnet2.train.reporter import EpochTotals, Reporter, WeightedStats, peak_memory_gb
 
@@ -66,6 +67,7 @@ class Trainer:
         self.meter = WeightedStats(self.device, extras=("audio_samples", "data_wait_s"))
         self.totals = EpochTotals()
         self.epoch, self.start_batch, self.step = 1, 0, 0
+        self._batch_counts: dict[tuple[int, int], int] = {}
         self.skipped, self.consecutive_skips = 0, 0
 
     def _wrap_ddp(self) -> DistributedDataParallel:
@@ -152,7 +154,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs
     def _num_batches(self, loader: BatchLoader, epoch: int) -> int:
-        """Batches every rank runs this epoch: the minimum over ranks (a mismatch is logged)."""
+        """Batches every rank runs in data epoch ``epoch``: the minimum over ranks (a mismatch
+        is logged). Cached per loader and epoch (one all-reduce each)."""
+        key = (id(loader), epoch)
+        if key in self._batch_counts:
+            return self._batch_counts[key]
         n = loader.num_batches(epoch)
         if self.dist.world_size > 1:
             t = torch.tensor([n, -n], device=self.device)
@@ -162,19 +168,38 @@ class Trainer:
                 logger.warning("epoch %d: ranks have %d..%d batches; all run %d so none waits "
                                "for a missing rank", epoch, lo, hi, lo)
             n = lo
-        if self.opts.num_iters_per_epoch is not None:
-            n = min(n, self.opts.num_iters_per_epoch)
+        self._batch_counts[key] = n
         return n
+
+    def _train_segments(self, epoch: int) -> list[Segment]:
+        """Data-epoch slices of training epoch ``epoch``: the whole data epoch, or with
+        ``num_iters_per_epoch`` the next slice of the data stream (ESPnet carries the rest of a
+        data epoch into the next training epoch)."""
+        cap = self.opts.num_iters_per_epoch
+        if cap is None:
+            return [(epoch, 0, self._num_batches(self.train_loader, epoch))]
+        return epoch_segments(epoch, cap, lambda r: self._num_batches(self.train_loader, r))
+
+    def _segment_batches(self, segments: list[Segment]):
+        """Collated batches of ``segments`` in order (None if a loader runs short)."""
+        for r, first, end in segments:
+            batches = iter(self.train_loader.iterate(r, first))
+            for _ in range(end - first):
+                yield next(batches, None)
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stop a loader (and its workers) cut short by the cap
 
     def _train_epoch(self, epoch: int) -> None:
         o, acc = self.opts, self.opts.accum_grad
-        n = self._num_batches(self.train_loader, epoch)
+        segments = self._train_segments(epoch)
+        n = sum(end - first for _, first, end in segments)
         start, self.start_batch = self.start_batch, 0
         if start == 0:
             self.totals = EpochTotals()
         log_every = o.log_interval or min(100, max(1, n // 10))
         self.ddp.train()
-        batches = iter(self.train_loader.iterate(epoch, start))
+        batches = self._segment_batches(skip_batches(segments, start))
         self._t_epoch = self._t_interval = time.perf_counter()
         self._start, lens, window, n_micro, gnorms = start, [], [], 1, []
         for b in range(start, n):
