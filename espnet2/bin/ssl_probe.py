@@ -4,8 +4,10 @@
         --train_dir dump/raw/train --train_labels data/train/text \
         --test_dir dump/raw/test --test_labels data/test/text --output_dir exp/probe
 
-For every experiment: the pre-trained encoder and the same encoder with random weights (same
-seed); plus MFCC13 mean and MFCC39 mean+std baselines; same splits and classifier for all.
+For every experiment: the pre-trained encoder and the same encoder with random weights (the
+weights its training run started from: built after seeding with the run's ``seed`` from
+``config.yaml``); plus MFCC13 mean and MFCC39 mean+std baselines; same splits and classifier
+for all.
 Writes ``probe.json`` and ``probe.md`` (table) to ``--output_dir``.
 """
 
@@ -13,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import torch
 
 from espnet2.ssl.pretrained import setup_cli
 
@@ -49,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
 def build_feature_sets(args, device: str) -> dict:
     from espnet2.eval.pooling import pooled_layer_features, pooled_mfcc
     from espnet2.labels.features import mfcc_features
-    from espnet2.ssl.pretrained import build_model_from_config, load_model
+    from espnet2.ssl.pretrained import build_initial_model, load_model
 
     sets = {}
     for exp in args.exp_dir:
@@ -57,8 +57,7 @@ def build_feature_sets(args, device: str) -> dict:
         name = Path(exp_dir).name
         sets[name] = _ssl_features(model, args, device, pooled_layer_features)
         if not args.no_baselines:
-            torch.manual_seed(args.seed)
-            rand = build_model_from_config(config).to(device).eval()
+            rand = build_initial_model(config).to(device).eval()  # the run's starting point
             sets[f"{name}_random_init"] = _ssl_features(rand, args, device, pooled_layer_features)
     if not args.no_baselines:
         for kind in ("mfcc13_mean", "mfcc39_meanstd"):

@@ -79,6 +79,16 @@ def build_model_from_config(config: dict) -> torch.nn.Module:
     return SSLTask.build_model(argparse.Namespace(**config))
 
 
+def build_initial_model(config: dict) -> torch.nn.Module:
+    """The weights a training run with this ``config.yaml`` started from: seed with its
+    ``seed`` (as ``ssl_train`` does before building), then build. The probe's random-init
+    baseline."""
+    from espnet2.train.checkpoint import seed_everything
+
+    seed_everything(int(config.get("seed", 0)))
+    return build_model_from_config(config)
+
+
 def load_model(path: str | Path, model_file: str | None = None, device: str = "cpu"):
     """Return ``(model, config, exp_dir)`` with weights loaded, in eval mode."""
     path = Path(path)

@@ -94,6 +94,26 @@ def test_random_init_differs_from_trained(trained):
     assert not torch.allclose(a[-1], b[-1])
 
 
+def test_random_init_baseline_is_the_runs_starting_point(tmp_path):
+    """The probe's random-init encoder has exactly the weights training started from (same
+    seed): a run with lr 0 saves them as 1epoch.pth."""
+    from espnet2.ssl.pretrained import build_initial_model
+
+    root = write_tiny_recipe(tmp_path)
+    ssl_train.main([*data_opts(root), "--output_dir", str(tmp_path / "e"), "--max_epoch", "1",
+                    "--seed", "7", "--optim_conf", "lr=0.0"])  # no update moves a weight
+    start = torch.load(tmp_path / "e" / "1epoch.pth", map_location="cpu")
+    _, config, _ = load_model(tmp_path / "e", "1epoch.pth")
+    assert config["seed"] == 7
+    torch.manual_seed(123)  # whatever the caller's RNG state
+    rand = build_initial_model(config).state_dict()
+    assert set(rand) == set(start)
+    for k, v in start.items():
+        assert torch.equal(rand[k], v), k
+    other = build_initial_model({**config, "seed": 8}).state_dict()
+    assert not all(torch.equal(other[k], v) for k, v in start.items())
+
+
 def test_probe_cli_writes_report(trained, tmp_path):
     root, exp = trained
     # utterance labels + speakers: 2 "speakers" x 2 classes in train, 1 unseen speaker in test
