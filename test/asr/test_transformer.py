@@ -156,3 +156,16 @@ def test_bf16_autocast_close_to_float32():
     assert torch.isfinite(out).all()
     n = int(olens[1])
     torch.testing.assert_close(out.float()[1, :n], ref[1, :n], atol=0.15, rtol=0.05)
+
+
+def test_conv_pos_kernel_and_groups_are_configurable():
+    enc = TransformerEncoder(16, 16, attention_heads=2, linear_units=32, num_blocks=1,
+                             input_layer="wav2vec", normalize_before=False,
+                             pos_enc_layer_type="conv", conv_pos=8, conv_pos_groups=4)
+    weight = enc.pos_conv.conv.parametrizations.weight.original1
+    assert weight.shape == (16, 4, 8)
+    y, olens, _ = enc.eval()(torch.randn(2, 11, 16), torch.tensor([11, 7]))
+    assert y.shape == (2, 11, 16) and olens.tolist() == [11, 7]
+    with pytest.raises(ValueError, match="conv_pos_groups"):
+        TransformerEncoder(16, 16, input_layer="wav2vec", pos_enc_layer_type="conv",
+                           conv_pos_groups=3)

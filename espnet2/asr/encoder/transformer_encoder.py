@@ -139,8 +139,12 @@ class TransformerEncoder(AbsEncoder):
         interctc_layer_idx, interctc_use_conditioning: intermediate CTC is not supported
             (the list must be empty).
         layer_drop_rate: probability of skipping a block in training (``encoder_layerdrop``, 0.05).
-        pos_enc_layer_type: "conv" (wav2vec 2.0 conv positional embedding, kernel 128, groups 16),
-            "abs" (sinusoidal) or "none".
+        pos_enc_layer_type: "conv" (wav2vec 2.0 conv positional embedding), "abs" (sinusoidal)
+            or "none".
+        conv_pos: kernel of the conv positional embedding in frames (fairseq ``conv_pos``;
+            Base: 128 = 2.56 s at 50 Hz). Its cost grows with the kernel: short clips need far
+            less (FSDD: 16).
+        conv_pos_groups: its groups (fairseq ``conv_pos_groups``; Base: 16).
         activation_checkpointing: recompute each block in backward (training only) to save memory.
     """
 
@@ -166,6 +170,8 @@ class TransformerEncoder(AbsEncoder):
         layer_drop_rate: float = 0.0,
         pos_enc_layer_type: str = "abs",
         activation_checkpointing: bool = False,
+        conv_pos: int = 128,
+        conv_pos_groups: int = 16,
     ):
         super().__init__()
         _check_options(input_layer, positionwise_layer_type, interctc_layer_idx, pos_enc_layer_type)
@@ -181,7 +187,8 @@ class TransformerEncoder(AbsEncoder):
         self.pos_abs = None
         self.embed_norm = None
         if input_layer is not None and self.pos_enc_layer_type == "conv":
-            self.pos_conv = ConvolutionalPositionalEmbedding(output_size)
+            self.pos_conv = ConvolutionalPositionalEmbedding(output_size, conv_pos,
+                                                             conv_pos_groups)
             if not normalize_before:
                 self.embed_norm = torch.nn.LayerNorm(output_size)
         elif input_layer is not None and self.pos_enc_layer_type == "abs":
