@@ -53,7 +53,7 @@ ESPNET_RECORDED = {"startup_s": (10.0, 14.0), "epoch_s": 44.0, "job_s": 147.0,
 # ``1epoch:5/30 step:5 ...`` (espnet2/train/reporter.py)
 OURS_PROGRESS = re.compile(r"(?P<e>\d+)epoch:(?P<b>\d+)/\d+ ")
 THREADS = re.compile(r"torch intra-op threads: .*")
-VARIANTS = ("ours", "espnet_t1", "espnet_ootb")
+VARIANTS = ("ours", "ours_bf16", "espnet_t1", "espnet_ootb")
 
 
 def yaml_config(cfg: dict, batch_bins: int, epochs: int, workers: int,
@@ -224,10 +224,12 @@ def pick_variants(args) -> tuple[list[str], str | None]:
 
 
 def run_variant(name: str, root: Path, args, epochs: int, info: dict) -> dict:
-    if name == "ours":
+    if name.startswith("ours"):
         cmd = [sys.executable, "-m", "espnet2.bin.ssl_train", "--config", str(root / "conf.yaml"),
                "--token_list", str(root / "tokens.txt"), *data_opts(root), *shape_opts(root),
-               "--output_dir", str(root / "exp_ours"), "--log_interval", "1"]
+               "--output_dir", str(root / f"exp_{name}"), "--log_interval", "1"]
+        if name == "ours_bf16":
+            cmd += ["--use_amp", "true"]  # bf16 autocast on CPU (not offered by ESPnet on CPU)
         # cwd is this repository (``-m`` imports its espnet2); no thread variables
         job = run_stamped(cmd, timeout=1700, env=espnet_job.clean_env(one_thread=False))
         progress = OURS_PROGRESS
@@ -249,10 +251,12 @@ def variant_lines(name: str, job: dict, info: dict) -> list[str]:
         why = job["timeline"].get("error", "")
         return [f"[{name}] failed: rc {job['rc']} {why}: {tail}"]
     tl = job["timeline"]
-    if name == "ours":
+    if name.startswith("ours"):
         threads = next((m[0] for _, s in job["lines"] if (m := THREADS.search(s))),
                        "threads not logged")
         what = f"ours, no env vars; {threads}"
+        if name == "ours_bf16":
+            what += "; --use_amp true (bf16 autocast on CPU)"
     else:
         what = (f"ESPnet {info.get('espnet')} (its venv's torch {info.get('torch')}), "
                 + ("OMP_NUM_THREADS=MKL_NUM_THREADS=1" if name == "espnet_t1"
@@ -300,6 +304,14 @@ def same_run_ratios(jobs: dict[str, dict]) -> list[str]:
             f"({o['step_s']:.3f} s vs {e['step_s']:.3f} s)",
             f"ratio peak_rss ours/espnet_t1: x{ours['peak_rss_mb'] / t1['peak_rss_mb']:.3f} "
             f"({ours['peak_rss_mb']:.0f} MiB vs {t1['peak_rss_mb']:.0f} MiB; target <= 0.7)"]
+    bf16 = jobs.get("ours_bf16")
+    if ok(bf16) and ok(t1):
+        b, e = bf16["timeline"], t1["timeline"]
+        lines += [
+            f"ratio job ours_bf16/espnet_t1: x{bf16['wall_s'] / t1['wall_s']:.3f} "
+            f"({bf16['wall_s']:.1f} s vs {t1['wall_s']:.1f} s; our --use_amp true on CPU vs "
+            "ESPnet fp32, which has no CPU autocast)",
+            f"ratio step ours_bf16/ours: x{b['step_s'] / o['step_s']:.3f}"]
     if ok(ootb):
         e = ootb["timeline"]
         lines += [

@@ -111,7 +111,7 @@ def test_bench_job_espnet_variants_skip_without_venv(tmp_path):
     job = load("bench_job")
     missing = str(tmp_path / "no_venv" / "python")
     names, why = job.pick_variants(job.parse_args(["--espnet_python", missing]))
-    assert names == ["ours"] and "no such file" in why and missing in why
+    assert names == ["ours", "ours_bf16"] and "no such file" in why and missing in why
     names, why = job.pick_variants(job.parse_args(["--espnet_python", "", "--variants",
                                                    "ours,espnet_ootb"]))
     assert names == ["ours"] and "no ESPnet venv" in why

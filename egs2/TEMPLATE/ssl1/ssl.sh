@@ -42,6 +42,7 @@ km_feature=mfcc             # [mfcc|model] generate: MFCC, or a layer of a train
 km_model_file=""            # generate with model: the SSL model file (e.g. exp/ssl_<it1>/valid.total_count.ave.pth)
 km_layer=6                  # generate with model: the block whose output is clustered
 km_geometry=wav2vec_cnn     # label frames: wav2vec_cnn (400,320,0) or rf,stride,pad of the frontend
+km_cmvn=none                # [none|utterance] generate: per-utterance mean/var normalisation before k-means
 token_type=""               # word when pseudo-labels are used (set automatically by stage 5)
 token_list=""               # token list (default: the one stage 5 writes)
 ssl_args=""                 # extra arguments for espnet2.bin.ssl_train (override the yaml)
@@ -85,6 +86,7 @@ ssl_stats_dir=${expdir}/ssl_stats_${feats_type}
 ssl_exp=${expdir}/ssl_${ssl_tag}
 km_dir=${expdir}/kmeans_${km_feature}_${n_clusters}_${train_set}
 [ "${km_feature}" = model ] && km_dir=${expdir}/kmeans_$(basename "$(dirname "${km_model_file}")")_L${km_layer}_${n_clusters}_${train_set}
+[ "${km_cmvn}" = utterance ] && km_dir=${km_dir}_cmvn
 [ "${label_mode}" = import ] && km_dir=${expdir}/kmeans_import_${hubert1_km_tag}
 if [ "${label_mode}" != none ]; then
     token_type=${token_type:-word}; token_list=${token_list:-${km_dir}/tokens.txt}
@@ -132,6 +134,7 @@ run_label_cli() {
         ${python} -m espnet2.bin.make_pseudo_labels --train_dir "${data_feats}/${train_set}" \
             --sets "${data_feats}/${valid_set}" --feature "${km_feature}" --n_clusters "${n_clusters}" \
             --portion "${portion_km}" --km_dir "${km_dir}" --geometry "${km_geometry}" --fs "$(fs_hz)" --nj "${nj}" \
+            --cmvn "${km_cmvn}" \
             ${km_model_file:+--model_file "${km_model_file}" --layer "${km_layer}"}
     fi
 }
@@ -180,7 +183,7 @@ if begin_stage 4 "Remove utterances outside (${min_wav_duration}, ${max_wav_dura
 fi
 
 if [ "${label_mode}" != none ] && begin_stage 5 "Pseudo-labels (${label_mode}) -> ${km_dir}"; then
-    key="${label_mode} ${hubert1_dir} ${hubert1_km_tag} ${n_clusters} ${portion_km} ${km_feature} ${km_model_file} ${km_layer} $(sum_of "${data_feats}/${train_set}/.done" "${data_feats}/${valid_set}/.done")"
+    key="${label_mode} ${hubert1_dir} ${hubert1_km_tag} ${n_clusters} ${portion_km} ${km_feature} ${km_model_file} ${km_layer} ${km_geometry} ${km_cmvn} $(sum_of "${data_feats}/${train_set}/.done" "${data_feats}/${valid_set}/.done")"
     outputs=("${data_feats}/${train_set}/text" "${data_feats}/${valid_set}/text" "${token_list}")
     if ! is_done "${km_dir}/.done" "${key}" "${outputs[@]}"; then
         run_label_cli
