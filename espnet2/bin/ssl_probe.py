@@ -30,7 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True, type=Path)
     p.add_argument("--fs", type=int, default=16000)
     p.add_argument("--tasks", nargs="+", default=["digit", "speaker"])
-    p.add_argument("--valid_speaker", default=None, help="validation fold speaker (default: last)")
+    p.add_argument("--valid_speaker", default=None,
+                   help="the one validation speaker (default: leave-one-speaker-out over all "
+                   "probe-train speakers)")
     p.add_argument("--no_baselines", action="store_true", help="skip MFCC and random-init rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=300, help="probe optimisation steps")

@@ -8,8 +8,8 @@ A probe sees per-utterance, per-layer mean-pooled features ``x`` of shape (N, L,
 by full-batch cross-entropy with L2 weight decay. Mean pooling commutes with the weighted sum, so
 pooling every layer once and learning the weights afterwards is exact and cheap.
 
-The "best layer" is chosen on a validation fold carved out of the probe-training data
-(:func:`select_and_evaluate`), never on the test speakers.
+The "best layer" is chosen on validation folds carved out of the probe-training data
+(:func:`select_and_evaluate`; e.g. leave-one-speaker-out), never on the test speakers.
 """
 
 from __future__ import annotations
@@ -98,6 +98,20 @@ def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float((np.asarray(pred) == np.asarray(y)).mean()) if len(y) else float("nan")
 
 
+def _folds(name: str, folds: np.ndarray) -> tuple[np.ndarray, list]:
+    """Bool ``is_valid`` (one fold) or int fold ids (``-1``: never validated) -> (ids, folds)."""
+    folds = np.asarray(folds)
+    if folds.dtype == bool:
+        if not folds.any() or folds.all():
+            raise ValueError(f"{name}: the validation fold must be a non-empty proper subset")
+        return folds.astype(np.int64), [1]  # fold 1 = the valid part; 0 is never held out
+    ids = sorted(set(folds.tolist()) - {-1})
+    if not ids or (len(ids) == 1 and not (folds == -1).any()):
+        raise ValueError(f"{name}: cross-validation needs >= 2 folds (or one fold and "
+                         f"utterances marked -1 to train on), got folds {ids}")
+    return folds, ids
+
+
 def select_and_evaluate(
     name: str,
     fit: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -105,24 +119,28 @@ def select_and_evaluate(
     num_classes: int,
     cfg: ProbeConfig,
 ) -> list[ProbeResult]:
-    """Choose on a validation fold, refit, then test once.
+    """Choose on validation folds, refit on all probe-training data, then test once.
 
-    ``fit = (x, y, is_valid)``: every candidate (learned weighted sum, and each single layer) is
-    trained on ``x[~is_valid]`` and scored on ``x[is_valid]``; the weighted probe and the best
-    single layer are then refitted on all of ``x`` and evaluated on ``test = (x, y, groups)``, with
-    accuracies per group (held-out speaker). The entry with the best validation accuracy is
-    marked ``selected``. Test data never influences a choice.
+    ``fit = (x, y, folds)``: ``folds`` is a bool ``is_valid`` mask (one validation fold) or
+    per-utterance integer fold ids (e.g. the speaker: leave-one-speaker-out; ``-1`` = always
+    trained on). Every candidate (learned weighted sum, and each single layer) is trained
+    without a fold and scored on it; its validation accuracy is the mean over folds. The
+    weighted probe and the best single layer are then refitted on all of ``x`` and evaluated on
+    ``test = (x, y, groups)``, with accuracies per group (held-out speaker). The entry with the
+    best validation accuracy is marked ``selected``. Test data never influences a choice.
     """
-    (x, y, is_valid), (xte, yte, gte) = fit, test
-    is_valid = np.asarray(is_valid, dtype=bool)
-    if not is_valid.any() or is_valid.all():
-        raise ValueError(f"{name}: the validation fold must be a non-empty proper subset")
+    (x, y, folds), (xte, yte, gte) = fit, test
+    folds, fold_ids = _folds(name, folds)
     num_layers = x.shape[1]
     candidates: list[int | None] = [None, *range(num_layers)] if num_layers > 1 else [0]
     scored = []
     for layer in candidates:
-        _, predict = fit_probe(x[~is_valid], y[~is_valid], num_classes, layer, cfg)
-        scored.append((layer, accuracy(predict(x[is_valid]), y[is_valid])))
+        accs = []
+        for f in fold_ids:
+            held = folds == f
+            _, predict = fit_probe(x[~held], y[~held], num_classes, layer, cfg)
+            accs.append(accuracy(predict(x[held]), y[held]))
+        scored.append((layer, float(np.mean(accs))))
     chosen = [s for s in scored if s[0] is None]
     singles = [s for s in scored if s[0] is not None]
     if singles:

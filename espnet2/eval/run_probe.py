@@ -1,7 +1,8 @@
 """Probe experiments: pre-trained vs random-init encoder vs MFCC baselines, same splits.
 
-Digit task: probe-train on the pre-training speakers (one of them held out as the validation
-fold that picks the layer), test on speakers never seen in pre-training or probe training.
+Digit task: probe-train on the pre-training speakers (the layer is picked by leave-one-speaker-
+out cross-validation over them, or on one named validation speaker), then the chosen probe is
+refitted on all of them and tested on speakers never seen in pre-training or probe training.
 Speaker task: content-disjoint: the classes of the content label (the digit) are split so the
 test utterances say words the probe never saw in training.
 """
@@ -62,14 +63,21 @@ def _encode(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def digit_split(train: ProbeSet, valid_speaker: str | None = None):
-    """Validation fold = one pre-training speaker (the last in sorted order by default)."""
+    """Validation folds over the probe-train speakers.
+
+    ``valid_speaker`` None: leave-one-speaker-out (fold id = speaker index; a selection
+    averaged over every speaker, far less noisy than one speaker). A name: that speaker is the
+    only validation fold. Returns ``(folds, description)``.
+    """
     speakers = sorted(set(train.speakers.tolist()))
     if len(speakers) < 2:
         raise ValueError(f"the digit probe needs >= 2 probe-train speakers, got {speakers}")
-    valid_speaker = valid_speaker or speakers[-1]
+    if valid_speaker is None:
+        index = {s: i for i, s in enumerate(speakers)}
+        return np.array([index[s] for s in train.speakers.tolist()]), speakers
     if valid_speaker not in speakers:
         raise ValueError(f"--valid_speaker {valid_speaker!r} is not one of {speakers}")
-    return train.speakers == valid_speaker, valid_speaker
+    return train.speakers == valid_speaker, [valid_speaker]
 
 
 def content_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,16 +107,16 @@ def run_probe_suite(
     report: dict = {"tasks": {}}
     feats = {name: (fn(train.waves), fn(test.waves)) for name, fn in features.items()}
     if "digit" in tasks:
-        is_valid, vspk = digit_split(train, valid_speaker)
+        folds, vspk = digit_split(train, valid_speaker)
         y, classes = _encode(np.concatenate([train.labels, test.labels]))
         ytr, yte = y[: len(train.utts)], y[len(train.utts) :]
         res = []
         for name, (ftr, fte) in feats.items():
             res += select_and_evaluate(
-                name, (ftr, ytr, is_valid), (fte, yte, test.speakers), len(classes), cfg
+                name, (ftr, ytr, folds), (fte, yte, test.speakers), len(classes), cfg
             )
         report["tasks"]["digit"] = _task_report(
-            res, classes, valid_speaker=vspk, test_speakers=sorted(set(test.speakers.tolist()))
+            res, classes, valid_speakers=vspk, test_speakers=sorted(set(test.speakers.tolist()))
         )
     if "speaker" in tasks:
         content = np.concatenate([train.labels, test.labels])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from espnet2.eval.pooling import masked_mean, masked_mean_std, pooled_layer_features
@@ -117,3 +118,37 @@ def test_content_split_is_disjoint():
     is_valid, is_test = content_split(labels)
     assert not (is_valid & is_test).any()
     assert set(labels[is_test]) == {"8", "9"} and set(labels[is_valid]) == {"6", "7"}
+
+
+def test_cross_validation_averages_every_fold():
+    """Fold ids: each fold is held out once and the validation accuracy is the mean; a layer
+    that is informative for one fold only loses to one that is informative for all."""
+    from espnet2.eval.run_probe import digit_split
+
+    rng = np.random.default_rng(3)
+    n_per, folds = 40, np.repeat(np.arange(4), 40)
+    y = rng.integers(0, 2, 4 * n_per)
+    x = rng.standard_normal((4 * n_per, 2, 3)).astype(np.float32)
+    x[:, 0, 0] += 3.0 * (2 * y - 1) * (folds == 0)  # layer 0: the label only in fold 0
+    x[:, 1, 0] += 1.5 * (2 * y - 1)  # layer 1: the label everywhere
+    xte = rng.standard_normal((20, 2, 3)).astype(np.float32)
+    res = select_and_evaluate("cv", (x, y, folds), (xte, np.zeros(20, int), np.zeros(20)), 2,
+                              ProbeConfig(epochs=100))
+    single = next(r for r in res if r.layer != "weighted")
+    assert single.layer == "1"
+    # the mean of per-fold accuracies, recomputed by hand
+    accs = []
+    for f in range(4):
+        _, predict = fit_probe(x[folds != f], y[folds != f], 2, 1, ProbeConfig(epochs=100))
+        accs.append(float((predict(x[folds == f]) == y[folds == f]).mean()))
+    assert single.valid_acc == pytest.approx(np.mean(accs))
+    # one fold and nothing to train on is refused
+    with pytest.raises(ValueError, match=">= 2 folds"):
+        select_and_evaluate("cv", (x, y, np.zeros(len(y), int)), (xte, y[:20], y[:20]), 2,
+                            ProbeConfig(epochs=5))
+    # digit_split: leave-one-speaker-out by default, one named speaker on request
+    train = _probe_set(["a", "b", "c"], 4, rng)
+    ids, spk = digit_split(train)
+    assert spk == ["a", "b", "c"] and ids.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    mask, spk = digit_split(train, "b")
+    assert spk == ["b"] and mask.tolist() == [False] * 4 + [True] * 4 + [False] * 4

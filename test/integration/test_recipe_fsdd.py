@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -149,7 +150,8 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             if tag == "train_hubert_raw":  # the labels' k-means model travels with it
                 assert {"kmeans/km_100.npy", "kmeans/km_100.json"} <= names, names
     if last >= 5:
-        tokens = d / "exp" / "kmeans_mfcc_100_train" / "tokens.txt"
+        tokens = d / "exp" / "kmeans_mfcc_100_train_cmvn" / "tokens.txt"
+        assert json.loads((tokens.parent / "km_100.json").read_text())["cmvn"] == "utterance"
         assert tokens.is_file()
         labels = (d / "dump/raw/train/text").read_text().splitlines()[0].split()[1:]
         assert all(x.isdigit() and int(x) < 100 for x in labels)

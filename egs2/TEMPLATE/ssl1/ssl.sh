@@ -54,7 +54,7 @@ train_set=""                # (required) training set name
 valid_set=""                # (required) validation set name
 test_sets=""                # held-out sets formatted for stage 8
 probe_opts=""               # extra arguments for espnet2.bin.ssl_probe (stage 8)
-probe_train_set=""          # probe-train set (default: train_set)
+probe_train_set=""          # probe-train set (default: train_set before speed perturbation)
 inference_ssl_model=valid.total_count.ave.pth  # model file evaluated and packed
 speech_fold_length=800      # --fold_length (x100 samples) for batch_type folded
 text_fold_length=400        # --fold_length of the label stream
@@ -92,6 +92,9 @@ if [ "${label_mode}" != none ]; then
     token_type=${token_type:-word}; token_list=${token_list:-${km_dir}/tokens.txt}
 fi
 all_sets="${train_set} ${valid_set} ${test_sets}"
+# with speed perturbation the probe trains on the unperturbed set: format it too (stage 8)
+probe_train=${probe_train_set:-${orig_train_set}}
+[ -n "${test_sets}" ] && [ "${probe_train}" != "${train_set}" ] && all_sets="${all_sets} ${probe_train}"
 
 # Options shared by stages 6 and 7 (one per line).
 train_opts() {
@@ -229,7 +232,7 @@ if begin_stage 7 "Training: ${ssl_exp} (ngpu=${ngpu}, num_nodes=${num_nodes})"; 
 fi
 
 if [ -n "${test_sets}" ] && begin_stage 8 "Evaluate (frozen-feature probe): ${ssl_exp}/probe"; then
-    probe_train=${probe_train_set:-${train_set}}; probe_test=${test_sets%% *}
+    probe_test=${test_sets%% *}
     key="${probe_opts} ${inference_ssl_model} $(sum_of "${ssl_exp}/.done" "data/${probe_train}/text" "data/${probe_test}/text")"
     if ! is_done "${ssl_exp}/probe/.done" "${key}" "${ssl_exp}/probe/probe.json"; then
         # shellcheck disable=SC2086

@@ -19,7 +19,8 @@ for train_config in ${train_configs}; do
         --train_set train --valid_set valid --test_sets test \
         --local_data_opts "${local_data_opts}" \
         --fs 16k --audio_format flac --min_wav_duration 0.1 --max_wav_duration 3 \
-        --label_mode generate --km_feature mfcc --n_clusters 100 --portion_km 1.0 --km_geometry 512,320,256 \
+        --label_mode generate --km_feature mfcc --km_cmvn utterance --n_clusters 100 --portion_km 1.0 \
+        --km_geometry 512,320,256 \
         --ngpu 0 --nj 2 --skip_packing false \
         --inference_ssl_model valid.loss.ave.pth \
         --train_config "${train_config}" "${args[@]+"${args[@]}"}"
