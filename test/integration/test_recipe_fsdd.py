@@ -74,6 +74,11 @@ def test_stages_1_to_4_then_rerun_skips(tmp_path, fsdd_root):
             "yweweler",
         }
     assert spk["train"] == spk["valid"] and not spk["train"] & spk["test"]
+    # HuBERT's pass trains on speed-perturbed copies (stage 2); the probe keeps dump/raw/train
+    sp = keys(d / "dump/raw/train_sp/wav.scp")
+    assert 300 < len(sp) <= 400 and set(keys(d / "dump/raw/train/wav.scp")) <= set(sp)
+    factors = {k.split("-")[0] for k in sp if k.startswith("sp")}
+    assert factors == {"sp0.8", "sp0.9", "sp1.1", "sp1.2"}
     # 8 kHz -> 16 kHz doubles every length
     raw = {
         r.split("\t")[0]: int(r.split("\t")[6])
@@ -150,10 +155,10 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             if tag == "train_hubert_raw":  # the labels' k-means model travels with it
                 assert {"kmeans/km_100.npy", "kmeans/km_100.json"} <= names, names
     if last >= 5:
-        tokens = d / "exp" / "kmeans_mfcc_100_train_cmvn" / "tokens.txt"
+        tokens = d / "exp" / "kmeans_mfcc_100_train_sp_cmvn" / "tokens.txt"
         assert json.loads((tokens.parent / "km_100.json").read_text())["cmvn"] == "utterance"
         assert tokens.is_file()
-        labels = (d / "dump/raw/train/text").read_text().splitlines()[0].split()[1:]
+        labels = (d / "dump/raw/train_sp/text").read_text().splitlines()[0].split()[1:]
         assert all(x.isdigit() and int(x) < 100 for x in labels)
     if last >= 7:  # everything finished: a re-run skips all stages
         log = run(

@@ -148,6 +148,7 @@ def test_ssl_sh_declares_espnet_options_and_ours():
         "n_clusters",
         "portion_km",
         "km_feature",
+        "km_cmvn",
         "probe_opts",
     ):
         assert ours in names

@@ -81,7 +81,7 @@ fi
 orig_train_set=${train_set}
 [ -n "${speed_perturb_factors}" ] && train_set=${train_set}_sp
 data_feats=${dumpdir}/raw
-ssl_stats_dir=${expdir}/ssl_stats_${feats_type}
+ssl_stats_dir=${expdir}/ssl_stats_${feats_type}${speed_perturb_factors:+_sp}  # shapes of ${train_set}
 [ -n "${ssl_tag}" ] || ssl_tag=$(basename "${train_config:-train}" .yaml)_${feats_type}
 ssl_exp=${expdir}/ssl_${ssl_tag}
 km_dir=${expdir}/kmeans_${km_feature}_${n_clusters}_${train_set}

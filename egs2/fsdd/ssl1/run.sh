@@ -13,15 +13,18 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-train_configs="conf/train_hubert.yaml conf/train_dinosr.yaml"
-for train_config in ${train_configs}; do
+# HuBERT: MFCC k-means labels of the speed-perturbed set. DinoSR: no labels, unperturbed set.
+run_config() {
+    local train_config=$1; shift
     ./ssl.sh \
         --train_set train --valid_set valid --test_sets test \
         --local_data_opts "${local_data_opts}" \
         --fs 16k --audio_format flac --min_wav_duration 0.1 --max_wav_duration 3 \
-        --label_mode generate --km_feature mfcc --km_cmvn utterance --n_clusters 100 --portion_km 1.0 \
-        --km_geometry 512,320,256 \
         --ngpu 0 --nj 2 --skip_packing false \
         --inference_ssl_model valid.loss.ave.pth \
-        --train_config "${train_config}" "${args[@]+"${args[@]}"}"
-done
+        --train_config "${train_config}" "$@"
+}
+run_config conf/train_hubert.yaml --speed_perturb_factors "0.8 0.9 1.0 1.1 1.2" \
+    --label_mode generate --km_feature mfcc --km_cmvn utterance --n_clusters 100 --portion_km 1.0 \
+    --km_geometry 512,320,256 "${args[@]+"${args[@]}"}"
+run_config conf/train_dinosr.yaml --label_mode none "${args[@]+"${args[@]}"}"
