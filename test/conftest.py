@@ -1,4 +1,6 @@
-"""Test-wide settings: one intra-op thread (these VMs give ~1 core; 2 threads spin on tiny ops)."""
+"""Test-wide settings: one intra-op thread (tiny ops; pytest-xdist or other jobs may share the
+CPUs, and threads on a busy CPU spin), restored after every test because in-process
+``ssl_train`` runs choose their own."""
 
 import os
 from pathlib import Path
@@ -16,6 +18,8 @@ FSDD = Path(os.environ.get("FSDD_ROOT", REPO.parent / "shared" / "data" / "fsdd"
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -342,6 +342,9 @@ class AbsTask(ABC):
     @classmethod
     def main(cls, cmd: list[str] | None = None) -> None:
         """Parse, then print the config, collect stats, or train (spawning workers if asked)."""
+        from espnet2.train.threads import mark_start
+
+        mark_start()  # other processes' CPU use is measured over our start-up (thread choice)
         try:
             args = cls.parse_args(cmd)
         except ConfigError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import pytest
 import torch
@@ -184,13 +185,44 @@ def test_invalid_options_are_reported_together(tmp_path):
 
 
 def test_thread_choice():
-    assert choose_num_threads(None, 1, available=2)[0] == 1
-    assert choose_num_threads(None, 1, available=1)[0] == 1
-    assert choose_num_threads(None, 2, available=16)[0] == 8
-    assert choose_num_threads(None, 32, available=16)[0] == 1
-    assert choose_num_threads(3, 1, available=2)[0] == 3
+    assert choose_num_threads(None, 1, available=2, others_busy=0.1)[0] == 2
+    assert choose_num_threads(None, 1, available=2, others_busy=0.9)[0] == 1  # would spin
+    assert choose_num_threads(None, 1, available=2, others_busy=3.5)[0] == 1
+    assert choose_num_threads(None, 1, available=1, others_busy=0.0)[0] == 1
+    assert choose_num_threads(None, 2, available=16, others_busy=0.0)[0] == 8
+    assert choose_num_threads(None, 2, available=16, others_busy=10.0)[0] == 6
+    assert choose_num_threads(None, 32, available=16, others_busy=0.0)[0] == 1
+    n, why = choose_num_threads(None, 1, available=4)
+    assert n == 4 and "unknown" in why
+    n, why = choose_num_threads(3, 1, available=2, others_busy=1.9)
+    assert n == 3 and "--num_threads 3 given" in why
     with pytest.raises(ValueError, match="--num_threads 0"):
         choose_num_threads(0)
+
+
+def test_other_processes_cpu_use_is_measured():
+    """A busy sibling process shows up as about one busy CPU; our own work does not count."""
+    import subprocess
+    import sys
+
+    from espnet2.train import threads
+
+    threads.mark_start()
+    t = time.monotonic()
+    while time.monotonic() - t < 0.3:  # our own CPU use: excluded
+        pass
+    idle = threads.others_busy_cpus()
+    if idle is None:
+        pytest.skip("no /proc/stat (not Linux)")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        threads.mark_start()
+        time.sleep(0.6)
+        busy = threads.others_busy_cpus()
+    finally:
+        spinner.kill()
+    assert busy > idle + 0.5, (idle, busy)
 
 
 def test_patience_and_intermediate_averages(tmp_path):
