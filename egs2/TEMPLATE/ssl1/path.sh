@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Environment for the recipes: the project's venv (installed on first use), one thread per op.
+# Environment for the recipes: the project's venv (installed on first use). OMP_NUM_THREADS=1 keeps
+# the parallel data jobs (--nj) from oversubscribing; ssl_train picks its own torch threads.
 MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 export MAIN_ROOT
 venv=${ESPNET_SSL_VENV:-${MAIN_ROOT}/tools/venv}
