@@ -127,20 +127,9 @@ def _last_stage() -> int:
 def test_whole_recipe_small(tmp_path, fsdd_root):
     last = _last_stage()
     d = make_recipe(tmp_path)
-    run(
-        d,
-        "--fsdd_root",
-        str(fsdd_root),
-        "--subset",
-        "3",
-        "--stop_stage",
-        str(last),
-        "--ssl_args",
-        "--max_epoch 1",
-        "--probe_opts",
-        "--epochs 20",
-        timeout=900,
-    )
+    opts = ("--fsdd_root", str(fsdd_root), "--subset", "3", "--stop_stage", str(last),
+            "--ssl_args", "--max_epoch 1", "--probe_opts", "--epochs 20")
+    run(d, *opts, timeout=900)
     for tag in ("train_hubert_raw", "train_dinosr_raw"):
         exp = d / "exp" / f"ssl_{tag}"
         if last >= 7:
@@ -156,22 +145,10 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
                 assert {"kmeans/km_100.npy", "kmeans/km_100.json"} <= names, names
     if last >= 5:
         tokens = d / "exp" / "kmeans_mfcc_100_train_sp_cmvn" / "tokens.txt"
-        assert json.loads((tokens.parent / "km_100.json").read_text())["cmvn"] == "utterance"
         assert tokens.is_file()
+        assert json.loads((tokens.parent / "km_100.json").read_text())["cmvn"] == "utterance"
         labels = (d / "dump/raw/train_sp/text").read_text().splitlines()[0].split()[1:]
         assert all(x.isdigit() and int(x) < 100 for x in labels)
     if last >= 7:  # everything finished: a re-run skips all stages
-        log = run(
-            d,
-            "--fsdd_root",
-            str(fsdd_root),
-            "--subset",
-            "3",
-            "--stop_stage",
-            str(last),
-            "--ssl_args",
-            "--max_epoch 1",
-            "--probe_opts",
-            "--epochs 20",
-        )
+        log = run(d, *opts)
         assert "Stage 7: Training" in log and "exp/ssl_train_dinosr_raw/.done matches" in log
