@@ -4,7 +4,9 @@
         --audio_format flac data/train dump/raw/org/train
 
 Runs ``--nj`` jobs through the ``--cmd`` backend (logs in ``<dst>/logdir/format.JOB.log``),
-then merges their ``wav.scp`` and ``utt2num_samples``.
+then merges their ``wav.scp`` and ``utt2num_samples``. ``--audio_format flac.ark`` (or
+``wav.ark``) writes one Kaldi archive per job instead of a file per utterance (fewer inodes on
+large corpora; ESPnet's data type ``kaldi_ark``, which ``ssl_train`` reads like ``sound``).
 """
 
 from __future__ import annotations

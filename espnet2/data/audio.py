@@ -1,4 +1,5 @@
-"""Read one utterance of audio from a wav.scp value (file path or ``cmd |`` pipe).
+"""Read one utterance of audio from a wav.scp value (file path, ``cmd |`` pipe, or a Kaldi
+archive entry ``data.ark:OFFSET``, :mod:`espnet2.data.ark`).
 
 Decoding uses soundfile (wav, flac, ogg ...). Integer PCM is scaled to float32 in
 [-1, 1) (int16 ``x / 32768``). Every failure is a :class:`DataError` naming the
@@ -15,6 +16,7 @@ import subprocess
 import numpy as np
 import soundfile
 
+from espnet2.data.ark import ArkEntryError, parse_ark_spec, read_ark_entry
 from espnet2.data.errors import DataError, Problem
 from espnet2.data.kaldi import Segment, is_pipe
 
@@ -43,6 +45,16 @@ def _run_pipe(spec: str, utt: str | None) -> bytes:
 def _open(spec: str, utt: str | None) -> soundfile.SoundFile:
     if is_pipe(spec):
         source: str | io.BytesIO = io.BytesIO(_run_pipe(spec, utt))
+    elif (ark := parse_ark_spec(spec)) is not None:
+        if not os.path.isfile(ark[0]):
+            raise _problem(spec, utt, ark[0], "archive file does not exist",
+                           "fix the path in wav.scp or rerun stage 3 (format_wav_scp)")
+        try:
+            source = io.BytesIO(read_ark_entry(*ark))
+        except ArkEntryError as e:
+            raise _problem(spec, utt, spec, str(e), "the offset must point at an audio entry "
+                           "written by stage 3 (--audio_format wav.ark/flac.ark), kaldiio "
+                           "(write_function='soundfile') or Kaldi's wav-copy") from e
     elif not os.path.isfile(spec):
         raise _problem(spec, utt, spec, "audio file does not exist",
                        "fix the path in wav.scp or rerun data preparation")

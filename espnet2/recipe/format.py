@@ -1,12 +1,15 @@
 """Stage 3: format audio (``scripts/audio/format_wav_scp.sh``): resolve ``cmd |`` pipes, cut
-``segments``, resample to one rate with soxr (quality "VHQ"), write 16-bit flac/wav files.
+``segments``, resample to one rate with soxr (quality "VHQ"), write 16-bit flac/wav files, or
+one Kaldi archive per job (``wav.ark`` / ``flac.ark``: ESPnet's data type ``kaldi_ark``).
 
 Output dir layout (ESPnet): ``<dst>/{wav.scp, utt2num_samples, feats_type, text, utt2spk,
-spk2utt}`` and audio under ``<dst>/data/format.<job>/<utt>.<ext>``.
+spk2utt}`` and audio under ``<dst>/data/format.<job>/<utt>.<ext>`` (archives:
+``<dst>/data/format.<job>/data_<fmt>.ark``, wav.scp values ``<ark>:<offset>``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -18,13 +21,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from espnet2.data import ark
 from espnet2.data.errors import DataError, Problem
 from espnet2.recipe import datadir, perturb
 from espnet2.utils.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("flac", "wav")
+FORMATS = ("flac", "wav", "flac.ark", "wav.ark")
 
 
 def parse_fs(fs: str | int) -> int:
@@ -45,10 +49,7 @@ def read_recording(
     spec = spec.strip()
     if (sp := perturb.parse_pipe(spec)) is not None:  # our own pipe: no process per utterance
         wav, fs = read_recording(sp[1])
-        wav = perturb.change_speed(wav, fs, sp[0])
-        if start is not None:
-            wav = wav[round(start * fs) : None if end is None or end < 0 else round(end * fs)]
-        return wav, fs
+        return _cut(perturb.change_speed(wav, fs, sp[0]), fs, start, end)
     if spec.endswith("|"):
         proc = subprocess.run(spec[:-1], shell=True, capture_output=True, check=False)
         if proc.returncode != 0:
@@ -56,17 +57,23 @@ def read_recording(
                 f"pipe {spec!r} exited with {proc.returncode}: "
                 f"{proc.stderr.decode(errors='replace')[-500:]}"
             )
-        wav, fs = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-        if start is not None:
-            wav = wav[
-                int(round(start * fs)) : None if end is None or end < 0 else int(round(end * fs))
-            ]
-        return wav, fs
+        return _cut(*sf.read(io.BytesIO(proc.stdout), dtype="float32"), start, end)
+    if (entry := ark.parse_ark_spec(spec)) is not None:
+        return _cut(*sf.read(io.BytesIO(ark.read_ark_entry(*entry)), dtype="float32"), start, end)
     if start is None:
         return sf.read(spec, dtype="float32")
     fs = sf.info(spec).samplerate
     stop = None if end is None or end < 0 else int(round(end * fs))
     return sf.read(spec, start=int(round(start * fs)), stop=stop, dtype="float32")
+
+
+def _cut(wav: np.ndarray, fs: int, start: float | None, end: float | None):
+    """``[start, end)`` seconds of a decoded recording (``end`` None or < 0: to the end)."""
+    if start is not None:
+        wav = wav[
+            int(round(start * fs)) : None if end is None or end < 0 else int(round(end * fs))
+        ]
+    return wav, fs
 
 
 def resample(wav: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
@@ -81,43 +88,54 @@ def format_utts(
 ) -> dict[str, int]:
     """Format the utterances ``keys`` of data dir ``src`` into ``outdir``; returns num samples.
 
-    Writes ``outdir/wav.scp`` and ``outdir/utt2num_samples`` for these keys. All unreadable
-    utterances are reported together (file, utterance, spec, reason).
+    Writes ``outdir/wav.scp`` and ``outdir/utt2num_samples`` for these keys, and the audio as
+    one file per utterance or, for ``*.ark`` formats, one archive ``outdir/data_<fmt>.ark``.
+    All unreadable utterances are reported together (file, utterance, spec, reason), and
+    nothing is written then.
     """
     if audio_format not in FORMATS:
         raise ValueError(f"--audio_format {audio_format!r} is not supported; use one of {FORMATS}")
+    codec = audio_format.split(".")[0]
     wav_scp = datadir.read_kv(src / "wav.scp")
     segments = datadir.read_kv(src / "segments") if (src / "segments").is_file() else None
     outdir.mkdir(parents=True, exist_ok=True)
     scp, lengths, problems = {}, {}, []
-    for utt in keys:
-        try:
-            if segments is not None:
-                reco, start, end = segments[utt].split()
-                wav, fs_in = read_recording(wav_scp[reco], float(start), float(end))
-            else:
-                wav, fs_in = read_recording(wav_scp[utt])
-            wav = resample(wav, fs_in, fs)
-            path = outdir / f"{utt}.{audio_format}"
-            with atomic_write(path, "wb") as f:
-                sf.write(f, wav, fs, format=audio_format.upper(), subtype="PCM_16")
-        except (RuntimeError, ValueError, KeyError, OSError, sf.LibsndfileError) as e:
-            spec = wav_scp.get(segments[utt].split()[0] if segments else utt, "?")
-            problems.append(
-                Problem(
-                    str(src / "wav.scp"),
-                    None,
-                    utt,
-                    spec,
-                    f"cannot format: {e}",
-                    "fix or remove this entry (utils: espnet2.bin.data_dir)",
+    archive = outdir / f"data_{codec}.ark"
+    with contextlib.ExitStack() as stack:
+        ark_file = stack.enter_context(atomic_write(archive, "wb")) if "ark" in audio_format \
+            else None
+        for utt in keys:
+            try:
+                if segments is not None:
+                    reco, start, end = segments[utt].split()
+                    wav, fs_in = read_recording(wav_scp[reco], float(start), float(end))
+                else:
+                    wav, fs_in = read_recording(wav_scp[utt])
+                wav = resample(wav, fs_in, fs)
+                audio = ark.encode_audio(wav, fs, codec)
+                if ark_file is not None:
+                    scp[utt] = f"{archive.resolve()}:{ark.write_ark_entry(ark_file, utt, audio)}"
+                else:
+                    path = outdir / f"{utt}.{codec}"
+                    with atomic_write(path, "wb") as f:
+                        f.write(audio)
+                    scp[utt] = str(path.resolve())
+            except (RuntimeError, ValueError, KeyError, OSError, sf.LibsndfileError) as e:
+                spec = wav_scp.get(segments[utt].split()[0] if segments else utt, "?")
+                problems.append(
+                    Problem(
+                        str(src / "wav.scp"),
+                        None,
+                        utt,
+                        spec,
+                        f"cannot format: {e}",
+                        "fix or remove this entry (utils: espnet2.bin.data_dir)",
+                    )
                 )
-            )
-            continue
-        scp[utt] = str(path.resolve())
-        lengths[utt] = len(wav)
-    if problems:
-        raise DataError(problems)
+                continue
+            lengths[utt] = len(wav)
+        if problems:
+            raise DataError(problems)  # inside the ExitStack: the partial archive is dropped
     datadir.write_kv(outdir / "wav.scp", scp)
     datadir.write_kv(outdir / "utt2num_samples", {k: str(v) for k, v in lengths.items()})
     return lengths

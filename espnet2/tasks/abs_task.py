@@ -202,7 +202,7 @@ class AbsTask(ABC):
     def _add_data_arguments(cls, p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("data")
         g.add_argument("--train_data_path_and_name_and_type", type=str2triple, action="append",
-                       default=[], help="path,name,type (types: sound)")
+                       default=[], help="path,name,type (types: sound, kaldi_ark)")
         g.add_argument("--valid_data_path_and_name_and_type", type=str2triple, action="append",
                        default=[])
         g.add_argument("--train_shape_file", type=str, action="append", default=[])

@@ -28,7 +28,7 @@ from espnet2.utils.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
-_SUPPORTED_TYPES = {"sound"}
+_SUPPORTED_TYPES = {"sound", "kaldi_ark"}  # both decoded by espnet2.data.audio
 
 
 def data_streams(triples: list[list[str]], phase: str) -> dict[str, str]:
@@ -38,7 +38,8 @@ def data_streams(triples: list[list[str]], phase: str) -> dict[str, str]:
         if name == "speech" and kind not in _SUPPORTED_TYPES:
             raise DataError(Problem(path, None, None, kind, f"{phase} data type '{kind}' is not "
                                     "supported for speech", "format audio as wav/flac files "
-                                    "(ssl.sh --audio_format flac) and use type 'sound'"))
+                                    "(ssl.sh --audio_format flac) and use type 'sound', or "
+                                    "as archives (--audio_format flac.ark), type 'kaldi_ark'"))
         if name not in ("speech", "text"):
             raise DataError(Problem(path, None, None, name, f"unknown data name '{name}'",
                                     "use 'speech' (wav.scp) and optionally 'text' (labels)"))

@@ -1,5 +1,6 @@
 """LibriSpeech recipe dry run: a fake 7-part corpus (2 utterances per part) through
-local/data.sh and stages 1-4 of run.sh; plus every recipe YAML through the parser."""
+local/data.sh and stages 1-4 of run.sh (audio formatted into Kaldi archives, ``flac.ark``; the
+FSDD recipe test covers flac files); plus every recipe YAML through the parser."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_librispeech_stages_1_to_4(tmp_path):
         (d / name).symlink_to(TEMPLATE / name)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "model": "dinosr"}
     proc = subprocess.run(
-        ["./run.sh", "--local_data_opts", f"--root {corpus}", "--nj", "2", "--stop_stage", "4"],
+        ["./run.sh", "--local_data_opts", f"--root {corpus}", "--nj", "2", "--stop_stage", "4",
+         "--audio_format", "flac.ark"],
         cwd=d,
         capture_output=True,
         text=True,
@@ -57,6 +59,12 @@ def test_librispeech_stages_1_to_4(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     train = (d / "dump/raw/train_960/wav.scp").read_text().splitlines()
     assert len(train) == 6 and train[0].split()[0] == "100-7-0000"
+    from espnet2.data.ark import parse_ark_spec
+    from espnet2.data.audio import read_audio
+
+    archives = {parse_ark_spec(line.split()[1])[0] for line in train}
+    assert len(archives) == 2 and all(a.endswith("data_flac.ark") for a in archives)  # nj 2
+    assert read_audio(train[0].split()[1], expected_fs=16000)[0].shape == (16000,)
     assert len((d / "dump/raw/dev/wav.scp").read_text().splitlines()) == 4
     assert (d / "data/train_960/text").read_text().startswith("100-7-0000 HELLO WORLD 0")
     assert (d / "data/dev/spk2utt").read_text().splitlines() == [

@@ -28,7 +28,7 @@ python=python3              # python interpreter
 local_data_opts=""          # options passed to local/data.sh
 speed_perturb_factors=""    # e.g. "0.9 1.0 1.1" (stage 2)
 feats_type=raw              # [raw] input features (waveform only)
-audio_format=flac           # [flac|wav] audio files written by stage 3
+audio_format=flac           # [flac|wav|flac.ark|wav.ark] stage-3 audio: files, or one archive per job
 fs=16k                      # sampling rate of the formatted audio
 min_wav_duration=0.1        # seconds; shorter utterances are dropped (strict)
 max_wav_duration=20         # seconds; longer utterances are dropped (strict)
@@ -92,6 +92,7 @@ if [ "${label_mode}" != none ]; then
     token_type=${token_type:-word}; token_list=${token_list:-${km_dir}/tokens.txt}
 fi
 all_sets="${train_set} ${valid_set} ${test_sets}"
+case ${audio_format} in *ark*) audio_type=kaldi_ark ;; *) audio_type=sound ;; esac
 # with speed perturbation the probe trains on the unperturbed set: format it too (stage 8)
 probe_train=${probe_train_set:-${orig_train_set}}
 [ -n "${test_sets}" ] && [ "${probe_train}" != "${train_set}" ] && all_sets="${all_sets} ${probe_train}"
@@ -110,8 +111,8 @@ data_opts() {
         src=${ssl_stats_dir}/splits${num_splits_ssl}; shape=${src}/speech_shape
         printf '%s\n' --multiple_iterator true
     fi
-    printf '%s\n' --train_data_path_and_name_and_type "${src}/wav.scp,speech,sound" --train_shape_file "${shape}"
-    printf '%s\n' --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound"
+    printf '%s\n' --train_data_path_and_name_and_type "${src}/wav.scp,speech,${audio_type}" --train_shape_file "${shape}"
+    printf '%s\n' --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,${audio_type}"
     printf '%s\n' --valid_shape_file "${ssl_stats_dir}/valid/speech_shape"
     if [ -n "${token_type}" ]; then
         printf '%s\n' --train_data_path_and_name_and_type "${src}/text,text,text"
