@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from functools import partial
 from typing import Any
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
@@ -260,25 +261,29 @@ class SSLTask(AbsTask):
         frontend_conf = dict(args.frontend_conf)
         if "fs" in frontend_conf:
             frontend_conf["fs"] = cls.frontend_fs(args)
-        frontend = frontend_choices.get_class(args.frontend)(**frontend_conf)
+        frontend = _construct("frontend", args.frontend, frontend_choices.get_class(args.frontend),
+                              frontend_conf)
         size = frontend.output_size()
-        specaug = _build_optional(specaug_choices, args.specaug, args.specaug_conf)
-        normalize = _build_optional(normalize_choices, args.normalize, args.normalize_conf)
+        specaug = _build_optional("specaug", specaug_choices, args.specaug, args.specaug_conf)
+        normalize = _build_optional("normalize", normalize_choices, args.normalize,
+                                    args.normalize_conf)
         preencoder = None
         if args.preencoder is not None:
             conf = _filled(args.preencoder_conf, "input_size", size, "preencoder_conf")
-            preencoder = preencoder_choices.get_class(args.preencoder)(**conf)
+            preencoder = _construct("preencoder", args.preencoder,
+                                    preencoder_choices.get_class(args.preencoder), conf)
             size = preencoder.output_size()
         conf = _filled(args.encoder_conf, "input_size", size, "encoder_conf")
-        encoder = encoder_choices.get_class(args.encoder)(**conf)
+        encoder = _construct("encoder", args.encoder, encoder_choices.get_class(args.encoder), conf)
         losses, tokens = cls.build_losses(args, encoder.output_size())
         utils = {}
         for u in required_utils(args.loss, args.util):
             util_cls = util_choices.get_class(u["name"])
             if u["name"] == "mask":
-                utils["mask"] = util_cls(encoder_embed_dim=size, **u["conf"])
+                utils["mask"] = _construct("util", "mask", util_cls,
+                                           {"encoder_embed_dim": size, **u["conf"]})
             else:
-                utils["ema"] = util_cls(encoder, **u["conf"])
+                utils["ema"] = _construct("util", u["name"], partial(util_cls, encoder), u["conf"])
         model = ESPnetSSLModel(
             frontend=frontend, specaug=specaug, normalize=normalize, preencoder=preencoder,
             encoder=encoder, losses=losses, masker=utils.get("mask"), ema=utils.get("ema"),
@@ -319,9 +324,37 @@ class SSLTask(AbsTask):
         conf = dict(args.frontend_conf)
         if "fs" in conf:
             conf["fs"] = cls.frontend_fs(args)
-        geom = frontend_choices.get_class(args.frontend)(**conf).frame_geometry()
+        frontend_cls = frontend_choices.get_class(args.frontend)
+        geom = _construct("frontend", args.frontend, frontend_cls, conf).frame_geometry()
+        if not problems:  # (token problems would be reported twice)
+            problems += cls.model_problems(args)
         preflight.run(args, geom, cls.frontend_fs(args), tokens, num_classes, args.loss, labels,
                       required_utils(args.loss, args.util), mask, problems)
+
+    @classmethod
+    def build_model_on_meta(cls, args: argparse.Namespace):
+        """The model of ``args`` with every tensor on the meta device (shapes only)."""
+        import copy
+
+        import torch
+
+        probe = copy.copy(args)
+        probe.init = None
+        with torch.device("meta"):
+            return cls.build_model(probe)
+
+    @classmethod
+    def model_problems(cls, args: argparse.Namespace) -> list[str]:
+        """Build the whole model on the meta device (no memory, no initialisation: ~0.1 s for
+        HuBERT Base) so that every component's rejection of its options is reported by the
+        preflight, before anything is written. ``--init`` is not loaded here."""
+        try:
+            cls.build_model_on_meta(args)
+        except ConfigError as e:
+            return [str(e)]
+        except Exception as e:  # not an option problem; the real build will report it
+            logger.debug("model check on the meta device skipped: %r", e)
+        return []
 
     @classmethod
     def build_losses(cls, args: argparse.Namespace, encoder_size: int):
@@ -342,7 +375,8 @@ class SSLTask(AbsTask):
             conf = dict(e["conf"])
             if loss_cls.needs.labels:
                 conf["num_classes"] = resolve_num_classes(conf, tokens, f"loss[{i}]")
-            loss = loss_cls(encoder_output_size=encoder_size, **conf)
+            loss = _construct(f"loss[{i}]", e["name"], loss_cls,
+                              {"encoder_output_size": encoder_size, **conf})
             losses.append((e["name"], loss, float(e.get("weight", 1.0))))
         return losses, tokens
 
@@ -353,9 +387,21 @@ def _str_or_list(value: Any) -> str | list | None:
     return cfg.str_or_none(value)
 
 
-def _build_optional(choices: ClassChoices, name: str | None, conf: dict):
+def _build_optional(slot: str, choices: ClassChoices, name: str | None, conf: dict):
     cls = choices.get_class(name)
-    return None if cls is None else cls(**conf)
+    return None if cls is None else _construct(slot, name, cls, conf)
+
+
+def _construct(slot: str, name: str, cls, conf: dict):
+    """``cls(**conf)``; a constructor's rejection of its options becomes a :class:`ConfigError`
+    naming the slot and the YAML section to fix (not a traceback from deep inside a worker)."""
+    try:
+        return cls(**conf)
+    except (ValueError, TypeError, AssertionError) as e:
+        section = f"{slot}_conf" if not slot.startswith(("loss", "util")) else \
+            f"the conf of {slot.split('[')[0]} '{name}'"
+        raise ConfigError(f"{slot} '{name}': {type(e).__name__}: {e} (fix {section} in the "
+                          "YAML or on the command line)") from e
 
 
 def _filled(conf: dict, key: str, value: int, where: str) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from espnet2.recipe.librispeech import EVAL_PARTS, TRAIN_PARTS
 
@@ -77,8 +78,10 @@ def test_librispeech_stages_1_to_4(tmp_path):
 def test_recipe_config_parses(config, tmp_path, monkeypatch, capsys):
     from espnet2.bin import ssl_train
 
+    losses = (yaml.safe_load(config.read_text()) or {}).get("loss") or []
+    k = max([e.get("conf", {}).get("num_classes", 0) for e in losses] + [1])
     tokens = tmp_path / "tokens.txt"
-    tokens.write_text("".join(f"{i}\n" for i in range(500)))
+    tokens.write_text("".join(f"{i}\n" for i in range(k)))
     recipe_dir = next(p for p in config.parents if p.name == "ssl1")
     monkeypatch.chdir(recipe_dir)  # configs name files relative to the recipe (deepspeed.json)
     try:
@@ -86,3 +89,11 @@ def test_recipe_config_parses(config, tmp_path, monkeypatch, capsys):
     except SystemExit as e:
         assert e.code in (0, None), capsys.readouterr().err[-3000:]
     assert "encoder_conf" in capsys.readouterr().out
+    # the preflight's model check must really build every recipe model (not skip it)
+    from espnet2.tasks.ssl import SSLTask
+
+    args = SSLTask.parse_args(["--config", str(config), "--token_list", str(tokens)])
+    model = SSLTask.build_model_on_meta(args)
+    params = list(model.parameters())
+    assert params and all(p.is_meta for p in params)
+    assert SSLTask.model_problems(args) == []

@@ -235,6 +235,22 @@ def test_dinosr_with_mask_prob_zero(corpus, ssl_train):
     assert "use mask_prob > 0" in err
 
 
+def test_options_a_component_rejects_are_preflight_problems(corpus, ssl_train):
+    """Checks inside constructors (here: the HuBERT loss and the encoder) are found by building
+    the model on the meta device in the preflight: reported with the data problems, exit 2,
+    nothing written (a traceback from the worker would leave a config.yaml behind that
+    refuses the corrected rerun)."""
+    corpus.wav("train_00").unlink()
+    err = _refused(corpus, ssl_train, [
+        "--loss", "[{name: hubert, conf: {final_dim: 8, pred_nomask_weight: 1.0}}]"])
+    assert "loss[0] 'hubert': ValueError: HuBERTLoss: invalid options: skip_nomask=True with " \
+        "pred_nomask_weight=1.0 (set skip_nomask: false" in err
+    assert "fix the conf of loss 'hubert' in the YAML" in err
+    assert "utt 'train_00': audio file does not exist" in err  # reported together
+    err = _refused(corpus, ssl_train, ["--encoder_conf", "attention_heads=3"])
+    assert "encoder 'transformer':" in err and "fix encoder_conf" in err
+
+
 @pytest.mark.parametrize("shapes", [True, False], ids=["shape_file", "audio_headers"])
 def test_batch_bins_smaller_than_one_utterance(corpus, ssl_train, shapes):
     lengths = {u: int(n) for u, n in (ln.split() for ln in _lines(corpus.shape()))}
