@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
+from espnet2.data.ark import parse_ark_spec
 from espnet2.data.errors import DataError, Problem, raise_if
 from espnet2.utils.fileio import atomic_write
 
@@ -391,9 +392,8 @@ def check_audio_files_exist(wav_scp_path: str | os.PathLike) -> int:
     for lineno, (utt, spec) in enumerate(read_wav_scp(path).items(), 1):
         if is_pipe(spec):
             continue
-        target = spec
-        if not os.path.exists(target) and ".ark:" in spec:
-            target = spec.rsplit(":", 1)[0]
+        ark = parse_ark_spec(spec)
+        target = spec if ark is None else ark[0]
         checked += 1
         if not os.path.exists(target):
             problems.append(Problem(path, lineno, utt, spec, "audio file does not exist",

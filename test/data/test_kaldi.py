@@ -192,3 +192,9 @@ def test_check_audio_files_exist(tmp_path):
     assert f"{tmp_path}/b.wav" in str(ei.value)
     _write(scp, f"a {tmp_path}/a.wav\nc cat nothing |\n")
     assert check_audio_files_exist(scp) == 1
+    # Kaldi archive entries: the archive must exist (offsets are not read here)
+    (tmp_path / "data.ark").write_bytes(b"")
+    _write(scp, f"a {tmp_path}/data.ark:9\nb {tmp_path}/gone.ark:9\n")
+    with pytest.raises(DataError) as ei:
+        check_audio_files_exist(scp)
+    assert [(p.line, p.utt) for p in ei.value.problems] == [(2, "b")]
