@@ -167,3 +167,34 @@ def test_codebook_update_is_all_reduced_across_ranks(tmp_path):
         sd = torch.load(tmp_path / f"sd.{rank}")
         torch.testing.assert_close(sd["codebook_sums"], single.codebook_sums)
         torch.testing.assert_close(sd["codebook_counts"], single.codebook_counts)
+
+
+def test_pred_nomask_weight_adds_unmasked_frames_with_the_formula():
+    """L(α_u) = [Σ_M CE + α_u Σ_U CE] / (K N_m): checked against a hand computation with the
+    same heads and centroids; the codebooks are updated by the masked frames only."""
+    torch.manual_seed(0)
+    rec = _record()
+    ref = DinoSRLoss(8, num_codebooks=2, codebook_size=4).eval()
+    new = DinoSRLoss(8, num_codebooks=2, codebook_size=4, pred_nomask_weight=0.5)
+    new.load_state_dict(ref.state_dict())
+    new.eval()
+    base, out = ref(rec), new(rec)
+    unmasked = ~rec.padding_mask & ~rec.mask
+    n_m, n_u = int(rec.mask.sum()), int(unmasked.sum())
+    assert n_u == 12 + 9 - 2 * 5
+    codes = ref.assign(ref.make_targets(rec, unmasked))
+    x = rec.hidden_states[-1][unmasked]
+    ce_u = sum(F.cross_entropy(h(x), c, reduction="sum") for h, c in zip(ref.heads, codes))
+    expected = base.loss + 0.5 * ce_u / (2 * n_m)
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.stats["loss_u"], ce_u / (2 * n_u))
+    assert out.weight == n_m and out.stats["count_u"] == n_u
+    # training: the unmasked frames leave the codebooks exactly as the reference leaves them
+    ref.train(), new.train()
+    ref(rec), new(rec)
+    torch.testing.assert_close(new.codebook_sums, ref.codebook_sums)
+    torch.testing.assert_close(new.codebook_counts, ref.codebook_counts)
+    out.loss.backward()
+    assert rec.hidden_states[-1].grad[unmasked].abs().sum() > 0  # unmasked frames now learn
+    with pytest.raises(ValueError, match="pred_nomask_weight"):
+        DinoSRLoss(8, pred_nomask_weight=-1.0)

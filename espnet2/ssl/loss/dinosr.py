@@ -64,9 +64,13 @@ class DinoSRLoss(AbsSSLLoss):
     the batch (m_v > 0, batch counts and sums all-reduced over ranks):
     ``n_v ← λ n_v + (1 − λ) m_v``, ``S_v ← λ S_v + (1 − λ) M_v``.
 
-    Prediction: K linear heads on the student's final output at masked frames::
+    Prediction: K linear heads on the student's final output, at the masked frames M
+(``N_m = |M|``) and, with ``α_u > 0``, also at the unmasked valid frames U (their targets are
+assigned the same way; only masked frames update the codebooks)::
 
-        L = (1 / N_m) Σ_{i masked} (1 / K) Σ_k CE(head_k(x_i), y_{k,i})
+        L = (1 / N_m) [Σ_{i∈M} + α_u Σ_{i∈U}] (1 / K) Σ_k CE(head_k(x_i), y_{k,i})
+
+    (the reference: α_u = 0; HuBERT's ``pred_nomask_weight`` normalisation).
 
     Args (DinoSR name, Base value):
         encoder_output_size: D (768).
@@ -79,9 +83,13 @@ class DinoSRLoss(AbsSSLLoss):
             (False).
         instance_norm_target_layer: normalise teacher targets (True).
         collapse_ppl: warn once when the training target perplexity drops below this (2.0).
+        pred_nomask_weight: α_u (0.0: masked frames only, as the reference). Unmasked frames
+            train the student to encode what it sees, which a frozen-feature probe reads (no
+            masks at inference).
 
     Stats: ``loss``, ``target_ppl``, ``pred_ppl`` (means over codebooks), ``codebook_usage``
-    (fraction of codewords hit in the batch), ``codebook_decay``, ``count_m``.
+    (fraction of codewords hit in the batch), ``codebook_decay``, ``count_m``; with α_u > 0
+    also ``loss_u`` (mean CE per unmasked frame) and ``count_u``.
     Output weight: N_m (masked frames).
     """
 
@@ -99,11 +107,15 @@ class DinoSRLoss(AbsSSLLoss):
         normal_init_codebook: bool = False,
         instance_norm_target_layer: bool = True,
         collapse_ppl: float = 2.0,
+        pred_nomask_weight: float = 0.0,
     ):
         super().__init__()
         if num_codebooks < 1 or codebook_size < 2:
             raise ValueError(f"DinoSRLoss: num_codebooks={num_codebooks} (>= 1) and "
                              f"codebook_size={codebook_size} (>= 2) are required")
+        if pred_nomask_weight < 0:
+            raise ValueError(f"DinoSRLoss: pred_nomask_weight={pred_nomask_weight} must be >= 0")
+        self.pred_nomask_weight = float(pred_nomask_weight)
         self.num_codebooks = num_codebooks
         self.codebook_size = codebook_size
         self.codebook_init_decay = codebook_init_decay
@@ -196,8 +208,10 @@ class DinoSRLoss(AbsSSLLoss):
         self.codebook_sums.mul_(lam[..., None]).add_((1.0 - lam)[..., None] * sums)
         return counts
 
-    def make_targets(self, record: SSLForwardRecord) -> torch.Tensor:
-        """(K, N_m, D) fp32 targets from the teacher's top-K layers at masked frames."""
+    def make_targets(self, record: SSLForwardRecord,
+                     select: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, N, D) fp32 targets from the teacher's top-K layers at the N frames of the (B, T)
+        bool ``select`` (default: the masked frames)."""
         hs = record.teacher_hidden_states
         if hs is None or len(hs) < self.num_codebooks:
             got = None if hs is None else len(hs)
@@ -207,10 +221,19 @@ class DinoSRLoss(AbsSSLLoss):
         out = []
         for h in hs[-self.num_codebooks:]:
             h = masked_instance_norm(h, valid) if self.instance_norm_target_layer else h.float()
-            out.append(h[record.mask])
+            out.append(h[record.mask if select is None else select])
         return torch.stack(out)
 
     # -- loss -------------------------------------------------------------------------------
+    def _unmasked_ce(self, record: SSLForwardRecord, unmasked: torch.Tensor,
+                     codes: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Summed CE over codebooks at the (B, T) ``unmasked`` frames, targets ``codes``."""
+        x = record.hidden_states[-1][unmasked]  # (N_u, D)
+        logits = torch.stack([head(x) for head in self.heads]).float()
+        ce = F.cross_entropy(logits.reshape(-1, self.codebook_size), codes.reshape(-1),
+                             reduction="sum")
+        return ce, x.size(0)
+
     def forward(self, record: SSLForwardRecord) -> LossOutput:
         if record.mask is None:
             raise ValueError("DinoSRLoss needs record.mask; enable the masking util")
@@ -221,6 +244,9 @@ class DinoSRLoss(AbsSSLLoss):
         with torch.no_grad(), torch.autocast(device_type, enabled=False):
             targets = self.make_targets(record).detach()  # (K, N_m, D) fp32
             codes = self.assign(targets)  # (K, N_m)
+            if self.pred_nomask_weight > 0:  # same centroids as the masked frames
+                unmasked = ~record.padding_mask & ~record.mask
+                codes_u = self.assign(self.make_targets(record, unmasked))  # (K, N_u)
             if self.training and decay < 1.0:
                 counts = self.update_codebooks(targets, codes, decay)
             else:
@@ -228,6 +254,12 @@ class DinoSRLoss(AbsSSLLoss):
         logits = torch.stack([head(x) for head in self.heads]).float()  # (K, N_m, V)
         ce = F.cross_entropy(logits.reshape(-1, self.codebook_size), codes.reshape(-1),
                              reduction="sum")
+        extra = {}
+        if self.pred_nomask_weight > 0:
+            ce_u, n_u = self._unmasked_ce(record, unmasked, codes_u)
+            ce = ce + self.pred_nomask_weight * ce_u
+            extra = {"loss_u": ce_u.detach() / (self.num_codebooks * max(n_u, 1)),
+                     "count_u": torch.tensor(float(n_u), device=x.device)}
         loss = ce / (self.num_codebooks * max(n_m, 1))
         with torch.no_grad():
             target_ppl = perplexity(F.one_hot(codes, self.codebook_size)).mean()
@@ -239,6 +271,7 @@ class DinoSRLoss(AbsSSLLoss):
                 "codebook_usage": (counts > 0).float().mean(),
                 "codebook_decay": torch.tensor(decay, device=x.device),
                 "count_m": torch.tensor(float(n_m), device=x.device),
+                **extra,
             }
         if self.training and n_m > 0:
             self._last_target_ppl = target_ppl
