@@ -198,3 +198,59 @@ def test_pred_nomask_weight_adds_unmasked_frames_with_the_formula():
     assert rec.hidden_states[-1].grad[unmasked].abs().sum() > 0  # unmasked frames now learn
     with pytest.raises(ValueError, match="pred_nomask_weight"):
         DinoSRLoss(8, pred_nomask_weight=-1.0)
+
+
+def test_dead_codewords_are_reseeded_at_batch_targets():
+    """Usage EMA u ← β u + (1 − β) m / Σm; u < r / V re-seeds the codeword at a batch target."""
+    loss = DinoSRLoss(2, num_codebooks=1, codebook_size=4, codebook_init_decay=0.5,
+                      codebook_end_decay=0.5, codebook_reset_usage=0.5,
+                      codebook_usage_decay=0.5)
+    with torch.no_grad():  # codeword 0 at the data, 1-3 far away: never chosen
+        loss.codebook_sums.copy_(torch.tensor([[[0.0, 0.0], [50.0, 50.0], [60.0, 60.0],
+                                                [70.0, 70.0]]]))
+    t = torch.tensor([[[0.1, 0.0], [0.0, 0.2], [-0.1, 0.1]]])
+    torch.manual_seed(0)
+    counts = loss.update_codebooks(t, loss.assign(t), 0.5)
+    assert counts.tolist() == [[3.0, 0.0, 0.0, 0.0]]
+    # u = 0.5 * 0.25 + 0.5 * share = [0.625, 0.125, 0.125, 0.125]; r / V = 0.125: not below
+    torch.testing.assert_close(loss.codebook_usage, torch.tensor([[0.625, 0.125, 0.125, 0.125]]))
+    assert loss._last_resets == 0 and loss.codebook_sums[0, 1].tolist() == [50.0, 50.0]
+    loss.update_codebooks(t, loss.assign(t), 0.5)  # u = 0.0625 < 0.125: codewords 1-3 reseeded
+    assert loss._last_resets == 3
+    seeded = loss.centroids()[0, 1:]
+    assert all(any(torch.equal(c, x) for x in t[0]) for c in seeded)  # each is a batch target
+    assert loss.codebook_counts[0, 1:].tolist() == [1.0, 1.0, 1.0]
+    torch.testing.assert_close(loss.codebook_usage[0, 1:], torch.full((3,), 0.25))
+    assert loss.codebook_usage.dtype == torch.float32 and "codebook_usage" in loss.state_dict()
+    assert "codebook_usage" not in DinoSRLoss(2, codebook_size=4).state_dict()  # off: as before
+    rec = _record()
+    on = DinoSRLoss(8, num_codebooks=2, codebook_size=4, codebook_reset_usage=0.1)
+    assert "codebook_resets" in on(rec).stats and "codebook_resets" not in on.eval()(rec).stats
+
+
+def _ddp_reset_worker(rank, world, init_file, targets, result_file):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=world)
+    torch.manual_seed(rank)  # different random picks per rank: rank 0's must win
+    loss = DinoSRLoss(2, num_codebooks=1, codebook_size=4, codebook_init_decay=0.5,
+                      codebook_end_decay=0.5, codebook_reset_usage=0.9,
+                      codebook_usage_decay=0.0)
+    with torch.no_grad():
+        loss.codebook_sums.copy_(torch.tensor([[[0.0, 0.0], [50.0, 50.0], [60.0, 60.0],
+                                                [70.0, 70.0]]]))
+    mine = targets[:, rank::world]
+    loss.update_codebooks(mine, loss.assign(mine), 0.5)
+    torch.save(loss.state_dict(), f"{result_file}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_codeword_reset_is_identical_on_every_rank(tmp_path):
+    targets = torch.randn(1, 10, 2) * 0.1
+    torch.multiprocessing.spawn(_ddp_reset_worker, args=(2, tmp_path / "init", targets,
+                                                          tmp_path / "sd"), nprocs=2)
+    sd = [torch.load(tmp_path / f"sd.{rank}") for rank in range(2)]
+    for key in ("codebook_sums", "codebook_counts", "codebook_usage"):
+        torch.testing.assert_close(sd[0][key], sd[1][key])
+    rank0 = targets[0, 0::2]  # the re-seeded codewords are rank 0's targets
+    assert all(any(torch.equal(c, x) for x in rank0) for c in sd[0]["codebook_sums"][0, 1:])
