@@ -142,13 +142,13 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             names = set(zipfile.ZipFile(packed).namelist())
             assert {"config.yaml", "model.pth"} <= names, names
             if tag == "train_hubert_raw":  # the labels' k-means model travels with it
-                assert {"kmeans/km_100.npy", "kmeans/km_100.json"} <= names, names
+                assert {"kmeans/km_200.npy", "kmeans/km_200.json"} <= names, names
     if last >= 5:
-        tokens = d / "exp" / "kmeans_mfcc_100_train_sp_cmvn" / "tokens.txt"
+        tokens = d / "exp" / "kmeans_mfcc_200_train_sp_cmvn" / "tokens.txt"
         assert tokens.is_file()
-        assert json.loads((tokens.parent / "km_100.json").read_text())["cmvn"] == "utterance"
+        assert json.loads((tokens.parent / "km_200.json").read_text())["cmvn"] == "utterance"
         labels = (d / "dump/raw/train_sp/text").read_text().splitlines()[0].split()[1:]
-        assert all(x.isdigit() and int(x) < 100 for x in labels)
+        assert all(x.isdigit() and int(x) < 200 for x in labels)
     if last >= 7:  # everything finished: a re-run skips all stages
         log = run(d, *opts)
         assert "Stage 7: Training" in log and "exp/ssl_train_dinosr_raw/.done matches" in log

@@ -25,6 +25,6 @@ run_config() {
         --train_config "${train_config}" "$@"
 }
 run_config conf/train_hubert.yaml --speed_perturb_factors "0.8 0.9 1.0 1.1 1.2" \
-    --label_mode generate --km_feature mfcc --km_cmvn utterance --n_clusters 100 --portion_km 1.0 \
+    --label_mode generate --km_feature mfcc --km_cmvn utterance --n_clusters 200 --portion_km 1.0 \
     --km_geometry 512,320,256 "${args[@]+"${args[@]}"}"
 run_config conf/train_dinosr.yaml --label_mode none "${args[@]+"${args[@]}"}"
