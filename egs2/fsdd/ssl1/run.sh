@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FSDD example: pre-train a small HuBERT (MFCC k-means labels) and a small DinoSR on 4 speakers,
-# probe both on 2 held-out speakers. CPU, ~6 minutes.
+# probe both on 2 held-out speakers. CPU, ~5 minutes.
 #   ./run.sh [--fsdd_root /path/to/fsdd] [--subset N] [any ssl.sh option]
 set -euo pipefail
 
