@@ -345,9 +345,9 @@ class SSLTask(AbsTask):
 
     @classmethod
     def model_problems(cls, args: argparse.Namespace) -> list[str]:
-        """Build the whole model on the meta device (no memory, no initialisation: ~0.1 s for
-        HuBERT Base) so that every component's rejection of its options is reported by the
-        preflight, before anything is written. ``--init`` is not loaded here."""
+        """Build the whole model on the meta device (no memory, no initialisation: 0.02 s for
+        HuBERT Base, 1.7 s on the CPU) so that every component's rejection of its options is
+        reported by the preflight, before anything is written. ``--init`` is not loaded here."""
         try:
             cls.build_model_on_meta(args)
         except ConfigError as e:
