@@ -57,6 +57,18 @@ def test_corrupt_audio_file(corpus, ssl_train):
     assert "format_wav_scp" in err  # what to do
 
 
+def test_bad_kaldi_archive_references(corpus, ssl_train):
+    """``data.ark:OFFSET`` values: a missing archive and an offset that is not an audio entry."""
+    ark = corpus.root / "feats.ark"
+    ark.write_bytes(b"utt \x00BFM \x04\x03\x00\x00\x00" + b"\x00" * 40)  # a Kaldi matrix
+    _set_line(corpus.wav_scp(), 1, f"train_01 {ark}:4\n")
+    _set_line(corpus.wav_scp(), 2, f"train_02 {corpus.root}/gone.ark:4\n")
+    err = _refused(corpus, ssl_train)
+    assert f"{corpus.wav_scp()}:2: utt 'train_01': no audio entry at offset 4" in err
+    assert "not audio" in err and "wav-copy" in err  # what it is, what writes audio arks
+    assert f"{corpus.wav_scp()}:3: utt 'train_02': archive file does not exist" in err
+
+
 def test_zero_length_audio(corpus, ssl_train):
     _write_wav(corpus.wav("train_00"), np.zeros(0))
     _set_line(corpus.shape(), 0, "train_00 0\n")
