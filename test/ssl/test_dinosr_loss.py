@@ -215,7 +215,12 @@ def test_dead_codewords_are_reseeded_at_batch_targets():
     # u = 0.5 * 0.25 + 0.5 * share = [0.625, 0.125, 0.125, 0.125]; r / V = 0.125: not below
     torch.testing.assert_close(loss.codebook_usage, torch.tensor([[0.625, 0.125, 0.125, 0.125]]))
     assert loss._last_resets == 0 and loss.codebook_sums[0, 1].tolist() == [50.0, 50.0]
-    loss.update_codebooks(t, loss.assign(t), 0.5)  # u = 0.0625 < 0.125: codewords 1-3 reseeded
+    loss._step = 50  # between checks (each costs a host sync): the usage EMA still moves
+    loss.update_codebooks(t, loss.assign(t), 0.5)  # u = 0.0625 < 0.125, but no check yet
+    assert loss._last_resets == 0 and loss.codebook_sums[0, 1].tolist() == [50.0, 50.0]
+    torch.testing.assert_close(loss.codebook_usage[0, 1:], torch.full((3,), 0.0625))
+    loss._step = 100  # u = 0.03125: the check at every 100th update re-seeds codewords 1-3
+    loss.update_codebooks(t, loss.assign(t), 0.5)
     assert loss._last_resets == 3
     seeded = loss.centroids()[0, 1:]
     assert all(any(torch.equal(c, x) for x in t[0]) for c in seeded)  # each is a batch target

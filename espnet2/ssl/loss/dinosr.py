@@ -23,6 +23,9 @@ from espnet2.ssl.loss.abs_loss import AbsSSLLoss, LossNeeds, LossOutput, SSLForw
 
 logger = logging.getLogger(__name__)
 
+CHECK_EVERY = 100
+"""Optimizer updates between the checks that need a host sync (collapse, dead codewords)."""
+
 
 def masked_instance_norm(x: torch.Tensor, valid: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Normalise each utterance and channel over its valid frames, in fp32.
@@ -43,6 +46,11 @@ def masked_instance_norm(x: torch.Tensor, valid: torch.Tensor, eps: float = 1e-5
     mean = (x * w).sum(1, keepdim=True) / n
     var = ((x - mean).pow(2) * w).sum(1, keepdim=True) / n
     return (x - mean) * torch.rsqrt(var + eps) * w
+
+
+def _at(layers: list[torch.Tensor], select: torch.Tensor) -> torch.Tensor:
+    """K (B, T, D) layers at the N frames of the (B, T) bool ``select`` -> (K, N, D)."""
+    return torch.stack([h[select] for h in layers])
 
 
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
@@ -74,10 +82,11 @@ assigned the same way; only masked frames update the codebooks)::
 
     Dead codewords (optional, ``codebook_reset_usage`` r > 0; the reference has none): the
     batch share of each codeword is tracked as ``u_v ← β u_v + (1 − β) m_v / Σ m`` (β =
-    ``codebook_usage_decay``, u starts at 1/V); after the update, a codeword with
-    ``u_v < r / V`` is re-seeded at a random target of the batch (``S_v ← t``, ``n_v ← 1``,
-    ``u_v ← 1/V``), the VQ "codebook expiry" remedy. On small data most codewords otherwise
-    stay unused (target perplexity ~20 of 256 on FSDD). Under DDP rank 0's choice is broadcast.
+    ``codebook_usage_decay``, u starts at 1/V, updated every batch); at every 100th optimizer
+    update (the check costs a host sync), a codeword with ``u_v < r / V`` is re-seeded at a
+    random target of the batch (``S_v ← t``, ``n_v ← 1``, ``u_v ← 1/V``), the VQ "codebook
+    expiry" remedy. On small data most codewords otherwise stay unused (target perplexity ~25
+    of 256 on FSDD). Under DDP rank 0's choice is broadcast.
 
     Args (DinoSR name, Base value):
         encoder_output_size: D (768).
@@ -175,7 +184,7 @@ assigned the same way; only masked frames update the codebooks)::
     def after_optimizer_step(self, step: int) -> None:
         self._step = int(step)
         self.num_updates.fill_(step)
-        if step % 100 == 0:  # collapse check: one host sync per 100 updates
+        if step % CHECK_EVERY == 0:  # collapse check: one host sync per 100 updates
             self._check_collapse()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -239,6 +248,9 @@ assigned the same way; only masked frames update the codebooks)::
         share = counts / counts.sum(-1, keepdim=True).clamp(min=1.0)
         beta = self.codebook_usage_decay
         self.codebook_usage.mul_(beta).add_((1.0 - beta) * share)
+        self._last_resets = 0
+        if self._step % CHECK_EVERY:  # the check below syncs with the host: not every update
+            return
         dead = self.codebook_usage < self.codebook_reset_usage / V  # (K, V), same on all ranks
         n_dead = int(dead.sum())
         self._last_resets = n_dead
@@ -258,21 +270,22 @@ assigned the same way; only masked frames update the codebooks)::
         self.codebook_counts[reset] = 1.0
         self.codebook_usage[reset] = 1.0 / V
 
-    def make_targets(self, record: SSLForwardRecord,
-                     select: torch.Tensor | None = None) -> torch.Tensor:
-        """(K, N, D) fp32 targets from the teacher's top-K layers at the N frames of the (B, T)
-        bool ``select`` (default: the masked frames)."""
+    def teacher_layers(self, record: SSLForwardRecord) -> list[torch.Tensor]:
+        """The teacher's top-K layers, each (B, T, D) fp32 (instance-normalised if enabled)."""
         hs = record.teacher_hidden_states
         if hs is None or len(hs) < self.num_codebooks:
             got = None if hs is None else len(hs)
             raise ValueError(f"DinoSRLoss: needs >= {self.num_codebooks} teacher layers, got "
                              f"{got}; lower loss_conf.num_codebooks or add encoder blocks")
         valid = ~record.padding_mask
-        out = []
-        for h in hs[-self.num_codebooks:]:
-            h = masked_instance_norm(h, valid) if self.instance_norm_target_layer else h.float()
-            out.append(h[record.mask if select is None else select])
-        return torch.stack(out)
+        return [masked_instance_norm(h, valid) if self.instance_norm_target_layer else h.float()
+                for h in hs[-self.num_codebooks:]]
+
+    def make_targets(self, record: SSLForwardRecord,
+                     select: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, N, D) fp32 targets from the teacher's top-K layers at the N frames of the (B, T)
+        bool ``select`` (default: the masked frames)."""
+        return _at(self.teacher_layers(record), record.mask if select is None else select)
 
     # -- loss -------------------------------------------------------------------------------
     def _unmasked_ce(self, record: SSLForwardRecord, unmasked: torch.Tensor,
@@ -292,11 +305,12 @@ assigned the same way; only masked frames update the codebooks)::
         decay = self.codebook_decay
         device_type = x.device.type
         with torch.no_grad(), torch.autocast(device_type, enabled=False):
-            targets = self.make_targets(record).detach()  # (K, N_m, D) fp32
+            layers = self.teacher_layers(record)  # normalised once for both frame sets
+            targets = _at(layers, record.mask)  # (K, N_m, D) fp32
             codes = self.assign(targets)  # (K, N_m)
             if self.pred_nomask_weight > 0:  # same centroids as the masked frames
                 unmasked = ~record.padding_mask & ~record.mask
-                codes_u = self.assign(self.make_targets(record, unmasked))  # (K, N_u)
+                codes_u = self.assign(_at(layers, unmasked))  # (K, N_u)
             if self.training and decay < 1.0:
                 counts = self.update_codebooks(targets, codes, decay)
             else:
