@@ -13,6 +13,7 @@ Backend: NCCL on GPU, gloo on CPU.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import re
@@ -223,5 +224,13 @@ def is_main() -> bool:
 
 
 def destroy() -> None:
+    """Destroy the process group, after freeing what only reference cycles keep alive.
+
+    A DDP reducer freed *after* its process group aborts the process at exit ("terminate
+    called without an active exception"), and one can outlive its trainer in garbage: torch's
+    lazy ``torch._dynamo`` import inside the first optimizer's constructor leaves a cycle that
+    holds the calling frames (with their ``trainer`` locals) until the next collection.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

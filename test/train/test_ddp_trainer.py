@@ -121,3 +121,29 @@ def test_slurm_env_detection():
                                             ("x[07,09-11]y,z2", "x07y"), ("n1,n2", "n1")])
 def test_first_slurm_host(nodelist, first):
     assert first_slurm_host(nodelist) == first
+
+
+def test_destroy_frees_cyclic_ddp_garbage_before_the_process_group(tmp_path):
+    """A DDP module that only a reference cycle keeps alive (as torch's lazy ``torch._dynamo``
+    import in the first optimizer does to the trainer) must be freed while its process group
+    exists: freed after it, the rank aborts at exit ("terminate called without an active
+    exception", the old flake of the two-rank tests above)."""
+    import gc
+    import weakref
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}",
+                                         rank=0, world_size=1)
+    gc.disable()  # only destroy() may collect the cycle
+    try:
+        holder = {"ddp": DistributedDataParallel(torch.nn.Linear(2, 2))}
+        holder["self"] = holder
+        ref = weakref.ref(holder["ddp"])
+        del holder
+        assert ref() is not None  # garbage, not yet collected
+        destroy()
+        assert ref() is None and not torch.distributed.is_initialized()
+    finally:
+        gc.enable()
+        destroy()
