@@ -487,7 +487,7 @@ class AbsTask(ABC):
     @classmethod
     def train(cls, args: argparse.Namespace, dist) -> None:
         from espnet2.train.optim import build_optimizer, param_groups
-        from espnet2.train.schedulers import build_scheduler
+        from espnet2.train.schedulers import build_scheduler, schedule_horizon
         from espnet2.train.trainer import Trainer
 
         model = cls.build_model(args)  # main() ran the preflight before writing anything
@@ -498,8 +498,10 @@ class AbsTask(ABC):
         train_loader, valid_loader = cls.build_loaders(args, model, dist)
         optimizer = build_optimizer(args.optim, param_groups(model.named_parameters()),
                                     args.optim_conf)
+        per_epoch = args.num_iters_per_epoch or train_loader.num_batches(1)
+        horizon = schedule_horizon(args.max_steps, args.max_epoch, per_epoch, args.accum_grad)
         scheduler = build_scheduler(args.scheduler, optimizer, args.scheduler_conf,
-                                    max_steps=args.max_steps)
+                                    max_steps=horizon)
         options = cls.trainer_options(args)
         Trainer(model, optimizer, scheduler, train_loader, valid_loader, options, dist).run()
 

@@ -120,6 +120,19 @@ SCHEDULERS = {
 }
 
 
+def schedule_horizon(max_steps: int | None, max_epoch: int, batches_per_epoch: int,
+                     accum_grad: int = 1) -> int:
+    """Optimizer updates a run makes: ``max_epoch * ceil(batches_per_epoch / accum_grad)``,
+    capped by ``max_steps`` when set (training stops at whichever comes first).
+
+    This is the horizon of the schedules that need one (tristagelr, warmupcosine) when the
+    run is given in epochs (ESPnet's usual ``max_epoch``) rather than in updates.
+    """
+    per_epoch = -(-int(batches_per_epoch) // max(1, int(accum_grad)))
+    by_epochs = int(max_epoch) * per_epoch
+    return by_epochs if max_steps is None else min(int(max_steps), by_epochs)
+
+
 def build_scheduler(name: str | None, optimizer: torch.optim.Optimizer,
                     conf: dict | None = None, max_steps: int | None = None) -> LRScheduler | None:
     """Scheduler ``name`` (warmuplr, tristagelr, warmupcosine, none) on ``optimizer``.

@@ -161,3 +161,17 @@ def test_torchrun_two_nodes_rendezvous_on_localhost(recipe):
     hist, ref_hist = state["reporter"]["history"], ref["reporter"]["history"]
     assert hist[1]["train"]["hubert_loss"] == pytest.approx(
         ref_hist[1]["train"]["hubert_loss"], rel=0.25)
+
+
+def test_warmupcosine_by_epochs_ends_at_min_lr(recipe):
+    """A horizon schedule with only max_epoch (no max_steps): the cosine spans the whole run."""
+    from espnet2.train.checkpoint import load_checkpoint
+
+    exp = recipe / "exp_cosine"
+    ssl_train.main([*data_opts(recipe), "--max_epoch", "2", "--scheduler", "warmupcosine",
+                    "--scheduler_conf", "warmup_steps=1,min_lr=0.0", "--output_dir", str(exp)])
+    state = load_checkpoint(exp / "checkpoint.pth")
+    steps = state["counters"]["step"]
+    assert steps >= 4
+    assert state["scheduler"]["total_steps"] == steps
+    assert state["scheduler"]["_last_lr"][0] == pytest.approx(0.0, abs=1e-12)

@@ -92,3 +92,12 @@ def test_build_optimizer_drops_frozen_params(name):
     assert len(params) == 3 and all(p.requires_grad for p in params)
     with pytest.raises(ValueError, match="Unknown optimizer 'adadelta2'"):
         build_optimizer("adadelta2", model.parameters())
+
+
+def test_schedule_horizon_from_epochs_and_accumulation():
+    from espnet2.train.schedulers import schedule_horizon
+
+    assert schedule_horizon(None, max_epoch=3, batches_per_epoch=10) == 30
+    assert schedule_horizon(None, max_epoch=3, batches_per_epoch=10, accum_grad=4) == 9  # 3 a epoch
+    assert schedule_horizon(12, max_epoch=3, batches_per_epoch=10) == 12  # max_steps first
+    assert schedule_horizon(100, max_epoch=3, batches_per_epoch=10) == 30  # epochs first
