@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs2" / "fsdd" / "ssl1"
@@ -152,3 +153,17 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
     if last >= 7:  # everything finished: a re-run skips all stages
         log = run(d, *opts)
         assert "Stage 7: Training" in log and "exp/ssl_train_dinosr_raw/.done matches" in log
+    if last >= 8:  # a seed study: stages 7-8 once per seed, then the gains summarised
+        run(d, *opts, "--seeds", "3", timeout=900)
+        for config in ("hubert", "dinosr"):
+            exp = d / "exp" / f"ssl_train_{config}_raw_seed3"
+            conf = yaml.safe_load((exp / "config.yaml").read_text())
+            assert conf["seed"] == 3 and conf["max_epoch"] == 1  # --ssl_args kept, seed added
+            probe = json.loads((exp / "probe" / "probe.json").read_text())
+            sel = {r["name"]: r["test_acc"] for r in probe["tasks"]["digit"]["results"]
+                   if r["selected"]}
+            summary = json.loads((d / "exp" / f"seed_study_train_{config}.json").read_text())
+            gain = 100 * (sel[exp.name] - sel[f"{exp.name}_random_init"])
+            assert summary["runs"] == 1 and summary["min_gain"] == pytest.approx(gain)
+            assert summary["target_met"] == (gain >= 10 and not summary["below_baseline"])
+            assert "gain mean" in (d / "exp" / f"seed_study_train_{config}.md").read_text()

@@ -1,0 +1,69 @@
+"""Seed-study summaries over probe.json reports (espnet2.eval.summary, bin/probe_summary)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from espnet2.bin import probe_summary
+from espnet2.eval.summary import read_runs, summarise
+
+
+def _report(path, pre, rand, mfcc=0.6, name="ssl_x", extra_unselected=0.99):
+    rows = [
+        {"name": name, "layer": "weighted", "test_acc": extra_unselected, "selected": False},
+        {"name": name, "layer": "1", "test_acc": pre, "selected": True},
+        {"name": f"{name}_random_init", "layer": "0", "test_acc": rand, "selected": True},
+        {"name": "mfcc39_meanstd", "layer": "0", "test_acc": mfcc, "selected": True},
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tasks": {"digit": {"results": rows}}}))
+    return path
+
+
+def test_gains_use_the_selected_probes_and_each_runs_own_random_init(tmp_path):
+    paths = [_report(tmp_path / f"s{i}/probe.json", pre, rand)
+             for i, (pre, rand) in enumerate([(0.88, 0.79), (0.87, 0.75), (0.86, 0.73)])]
+    rows = read_runs(paths)
+    assert [round(r.gain, 6) for r in rows] == [9.0, 12.0, 13.0]  # not the unselected 0.99
+    s = summarise(rows, target_gain=10)
+    assert s["mean_gain"] == pytest.approx(34 / 3) and s["min_gain"] == pytest.approx(9.0)
+    assert s["std_gain"] == pytest.approx(2.0816660, rel=1e-6)
+    assert s["below_target"] == [str(paths[0])] and s["target_met"] is False
+    assert summarise(rows[1:], target_gain=10)["target_met"] is True
+
+
+def test_a_run_not_above_a_baseline_misses_the_target(tmp_path):
+    rows = read_runs([_report(tmp_path / "a.json", pre=0.70, rand=0.40, mfcc=0.75)])
+    s = summarise(rows, target_gain=10)
+    assert rows[0].gain == pytest.approx(30.0)
+    assert s["below_baseline"] == [str(tmp_path / "a.json")] and s["target_met"] is False
+
+
+def test_bad_reports_are_named(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"tasks": {"speaker": {"results": []}}}))
+    with pytest.raises(ValueError, match=r"r.json: no 'digit' task .*--tasks digit"):
+        read_runs([p])
+    _report(p, 0.8, 0.7)
+    rows = json.loads(p.read_text())
+    rows["tasks"]["digit"]["results"] = rows["tasks"]["digit"]["results"][:2]  # no random init
+    p.write_text(json.dumps(rows))
+    with pytest.raises(ValueError, match="no pre-trained model with a random-init row"):
+        read_runs([p])
+
+
+def test_cli_exit_codes_and_outputs(tmp_path, capsys):
+    good = [_report(tmp_path / f"g{i}.json", 0.9, 0.7) for i in range(2)]
+    md, js = tmp_path / "out/summary.md", tmp_path / "out/summary.json"
+    md.parent.mkdir()
+    assert probe_summary.main([*map(str, good), "--target_gain", "10",
+                               "--markdown", str(md), "--json", str(js)]) == 0
+    assert "target gain >= +10.0 for every run and above every baseline: met" in md.read_text()
+    assert json.loads(js.read_text())["per_run"][0]["gain"] == pytest.approx(20.0)
+    bad = _report(tmp_path / "b.json", 0.75, 0.7)
+    assert probe_summary.main([*map(str, good), str(bad), "--target_gain", "10"]) == 1
+    assert "NOT met" in capsys.readouterr().out
+    assert probe_summary.main([str(tmp_path / "missing.json")]) == 2
+    assert "no such report" in capsys.readouterr().err
