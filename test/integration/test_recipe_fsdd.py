@@ -162,8 +162,8 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             probe = json.loads((exp / "probe" / "probe.json").read_text())
             sel = {r["name"]: r["test_acc"] for r in probe["tasks"]["digit"]["results"]
                    if r["selected"]}
-            summary = json.loads((d / "exp" / f"seed_study_train_{config}.json").read_text())
+            summary = json.loads((d / "exp" / f"seed_study_train_{config}_raw.json").read_text())
             gain = 100 * (sel[exp.name] - sel[f"{exp.name}_random_init"])
             assert summary["runs"] == 1 and summary["min_gain"] == pytest.approx(gain)
             assert summary["target_met"] == (gain >= 10 and not summary["below_baseline"])
-            assert "gain mean" in (d / "exp" / f"seed_study_train_{config}.md").read_text()
+            assert "gain mean" in (d / "exp" / f"seed_study_train_{config}_raw.md").read_text()

@@ -150,6 +150,8 @@ def test_ssl_sh_declares_espnet_options_and_ours():
         "km_feature",
         "km_cmvn",
         "probe_opts",
+        "seeds",
+        "target_gain",
     ):
         assert ours in names
 

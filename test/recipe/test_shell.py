@@ -77,3 +77,15 @@ def test_ssl_sh_stages_are_short():
     for i in starts:
         end = next(j for j in range(i, len(lines)) if lines[j] == "fi")
         assert end - i + 1 < 20, lines[i]
+
+
+def test_seed_study_needs_a_probe_set(tmp_path):
+    """--seeds without --test_sets stops before any stage runs, and says why."""
+    dst = tmp_path / "egs2" / "c" / "ssl1"
+    subprocess.run(["bash", str(TEMPLATE / "setup.sh"), str(dst)], check=True, capture_output=True)
+    proc = subprocess.run(
+        ["./ssl.sh", "--train_set", "tr", "--valid_set", "dv", "--seeds", "0 1"],
+        capture_output=True, text=True, cwd=dst,
+    )
+    assert proc.returncode == 2 and "--seeds needs --test_sets" in proc.stderr, proc.stderr
+    assert not (dst / "data").exists() and not (dst / "exp").exists()

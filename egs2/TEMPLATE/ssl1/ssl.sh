@@ -56,6 +56,8 @@ test_sets=""                # held-out sets formatted for stage 8
 probe_opts=""               # extra arguments for espnet2.bin.ssl_probe (stage 8)
 probe_train_set=""          # probe-train set (default: train_set before speed perturbation)
 inference_ssl_model=valid.total_count.ave.pth  # model file evaluated and packed
+seeds=""                    # e.g. "0 1 2 3": seed study, stages 1-8 once per seed (tag <ssl_tag>_seed<S>)
+target_gain=10              # seed study: probe gain (points) over random init each seed should reach
 speech_fold_length=800      # --fold_length (x100 samples) for batch_type folded
 text_fold_length=400        # --fold_length of the label stream
 # shellcheck disable=SC2034
@@ -96,6 +98,25 @@ case ${audio_format} in *ark*) audio_type=kaldi_ark ;; *) audio_type=sound ;; es
 # with speed perturbation the probe trains on the unperturbed set: format it too (stage 8)
 probe_train=${probe_train_set:-${orig_train_set}}
 [ -n "${test_sets}" ] && [ "${probe_train}" != "${train_set}" ] && all_sets="${all_sets} ${probe_train}"
+
+# Seed study: this command once per seed (--seed S added to --ssl_args; shared stages are
+# skipped once done), then each run's probe gain over its own random init summarised. A missed
+# --target_gain is reported, not an error.
+if [ -n "${seeds}" ]; then
+    [ -n "${test_sets}" ] || { log "--seeds needs --test_sets (the probe's held-out set)"; exit 2; }
+    reports=()
+    for seed in ${seeds}; do
+        "$0" "${run_args[@]}" --seeds "" --skip_packing true --ssl_tag "${ssl_tag}_seed${seed}" \
+            --ssl_args "${ssl_args} --seed ${seed}"
+        reports+=("${expdir}/ssl_${ssl_tag}_seed${seed}/probe/probe.json")
+    done
+    rc=0
+    ${python} -m espnet2.bin.probe_summary "${reports[@]}" --target_gain "${target_gain}" \
+        --markdown "${expdir}/seed_study_${ssl_tag}.md" --json "${expdir}/seed_study_${ssl_tag}.json" || rc=$?
+    [ "${rc}" -le 1 ] || exit "${rc}"
+    log "Seed study written to ${expdir}/seed_study_${ssl_tag}.md [elapsed=${SECONDS}s]"
+    exit 0
+fi
 
 # Options shared by stages 6 and 7 (one per line).
 train_opts() {
