@@ -80,7 +80,7 @@ def test_ssl_sh_stages_are_short():
 
 
 def test_seed_study_needs_a_probe_set(tmp_path):
-    """--seeds without --test_sets stops before any stage runs, and says why."""
+    """--seeds without a probe (no --test_sets, or stage 8 left out) stops before any stage."""
     dst = tmp_path / "egs2" / "c" / "ssl1"
     subprocess.run(["bash", str(TEMPLATE / "setup.sh"), str(dst)], check=True, capture_output=True)
     proc = subprocess.run(
@@ -88,4 +88,11 @@ def test_seed_study_needs_a_probe_set(tmp_path):
         capture_output=True, text=True, cwd=dst,
     )
     assert proc.returncode == 2 and "--seeds needs --test_sets" in proc.stderr, proc.stderr
+    for no_probe in (["--skip_eval", "true"], ["--stop_stage", "7"], ["--stage", "9"]):
+        proc = subprocess.run(
+            ["./ssl.sh", "--train_set", "tr", "--valid_set", "dv", "--test_sets", "te",
+             "--seeds", "0 1", *no_probe],
+            capture_output=True, text=True, cwd=dst,
+        )
+        assert proc.returncode == 2 and "include it" in proc.stderr, (no_probe, proc.stderr)
     assert not (dst / "data").exists() and not (dst / "exp").exists()

@@ -104,6 +104,10 @@ probe_train=${probe_train_set:-${orig_train_set}}
 # --target_gain is reported, not an error.
 if [ -n "${seeds}" ]; then
     [ -n "${test_sets}" ] || { log "--seeds needs --test_sets (the probe's held-out set)"; exit 2; }
+    if [ "${stage}" -gt 8 ] || [ "${stop_stage}" -lt 8 ] || [[ "${skipped}" == *" 8 "* ]]; then
+        log "--seeds summarises stage 8 (probe): include it (--stage <= 8 <= --stop_stage, --skip_eval false)"
+        exit 2
+    fi
     reports=()
     for seed in ${seeds}; do
         "$0" "${run_args[@]}" --seeds "" --skip_packing true --ssl_tag "${ssl_tag}_seed${seed}" \
