@@ -186,6 +186,15 @@ class ModelLayerFeatures:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
         self.layer = int(layer)
+        encoder = getattr(self.model, "encoder", None)
+        if hasattr(encoder, "num_layers"):
+            n = int(encoder.num_layers())
+            if not -n <= self.layer < n:
+                raise ValueError(
+                    f"layer {self.layer} does not exist: the model has {n} encoder blocks "
+                    f"(valid layers 0..{n - 1}, or -{n}..-1 from the end); pick one of them "
+                    "(ssl.sh --km_layer, make_pseudo_labels --layer)"
+                )
         self.max_batch_samples = int(max_batch_samples)
 
     def __call__(self, audio: Iterable[tuple[str, np.ndarray, int]]) -> Iterator[Utterance]:

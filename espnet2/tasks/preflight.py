@@ -8,7 +8,9 @@
   names the utterance, both numbers and the likely cause, e.g. 100 Hz labels for a 50 Hz CNN);
 * ``num_classes`` of label losses vs the token list;
 * ``batch_bins`` >= the longest utterance for length/numel batching;
-* conflicting options (a masked loss with ``mask_prob`` 0, a label loss without a text stream).
+* conflicting options (a masked loss with ``mask_prob`` 0, a label loss without a text stream);
+* the lr schedule fits the run (:func:`check_schedule`: an impossible one is an error, a
+  warmup longer than the run a warning).
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def _data_errors(fn, *a, **kw) -> tuple[object, list[str]]:
 
 def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
                 tokens: list[str] | None, num_classes: int | None, geom: FrameGeometry,
-                fs: int, args) -> list[str]:
-    """All data checks of one phase (train or valid)."""
+                fs: int, args, lengths_out: list | None = None) -> list[str]:
+    """All data checks of one phase (train or valid); the speech lengths found are appended
+    to ``lengths_out`` when given."""
     from espnet2.data.kaldi import check_same_utts, read_kv, read_lengths
 
     problems: list[str] = []
@@ -109,6 +112,8 @@ def check_phase(phase: str, streams: dict[str, str], shape_files: list[str],
         problems += audio_problems
         speech_lengths = header_lengths if speech_lengths is None else speech_lengths
         problems += _data_errors(check_same_utts, sets)[1]
+    if lengths_out is not None and speech_lengths:
+        lengths_out.append(speech_lengths)
     if text is not None and tokens is not None:
         problems += _check_labels(streams["text"], text, tokens, num_classes)
     if text is not None and speech_lengths is not None:
@@ -246,6 +251,29 @@ def check_options(args, loss_entries: list[dict], needs_labels: bool, utils: lis
     return problems
 
 
+def check_schedule(args, train_lengths: list[dict[str, int]]) -> list[str]:
+    """The lr schedule against the run's length (updates = max_epoch x batches per epoch /
+    accum_grad, or max_steps), with batches counted from the shape files as training will."""
+    from espnet2.data.samplers import build_batches
+    from espnet2.train.schedulers import check_schedule as check, schedule_horizon
+
+    if args.num_iters_per_epoch:
+        per_epoch, how = int(args.num_iters_per_epoch), "num_iters_per_epoch"
+    else:
+        world = max(1, int(args.ngpu or 0)) * max(1, int(getattr(args, "num_nodes", 1) or 1))
+        per_epoch = sum(len(build_batches(args.batch_type, lengths, batch_size=args.batch_size,
+                                          batch_bins=args.batch_bins, min_batch_size=world))
+                        for lengths in train_lengths)
+        how = f"{per_epoch} batches per epoch"
+    horizon = schedule_horizon(args.max_steps, args.max_epoch, per_epoch, args.accum_grad)
+    how = (f"max_epoch {args.max_epoch} x {how} / accum_grad {args.accum_grad}"
+           + (f", capped by max_steps {args.max_steps}" if args.max_steps else ""))
+    error, warning = check(args.scheduler, args.scheduler_conf, horizon, how)
+    if warning:
+        logger.warning("%s", warning)
+    return [error] if error else []
+
+
 def split_paths(path: str, multiple_iterator: bool) -> list[str]:
     """The files behind a data/shape path: itself, or its shards under ``--multiple_iterator``.
 
@@ -274,6 +302,7 @@ def run(args: argparse.Namespace, geom: FrameGeometry, fs: int, tokens: list[str
     from espnet2.train.collect_stats import data_streams
 
     problems = list(problems or [])
+    train_lengths: list[dict[str, int]] = []  # per split, filled by check_phase
     problems += check_options(args, loss_entries, needs_labels, utils, mask_needed)
     for phase in ("train", "valid"):
         triples = getattr(args, f"{phase}_data_path_and_name_and_type")
@@ -296,7 +325,10 @@ def run(args: argparse.Namespace, geom: FrameGeometry, fs: int, tokens: list[str
         for i in range(n):
             s = {k: v[i] for k, v in per_split.items()}
             problems += check_phase(phase, s, [sh[i] for sh in shapes],
-                                    tokens if needs_labels else None, num_classes, geom, fs, args)
+                                    tokens if needs_labels else None, num_classes, geom, fs, args,
+                                    train_lengths if phase == "train" else None)
+    if not problems and (train_lengths or args.num_iters_per_epoch):
+        problems += check_schedule(args, train_lengths)
     if problems:
         raise PreflightError(problems)
     logger.info("preflight: data and options look consistent")

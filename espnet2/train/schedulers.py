@@ -152,3 +152,28 @@ def build_scheduler(name: str | None, optimizer: torch.optim.Optimizer,
         return SCHEDULERS[key](optimizer, **conf)
     except TypeError as e:
         raise ValueError(f"scheduler_conf for {name!r} is invalid: {e}") from None
+
+
+def check_schedule(name: str | None, conf: dict | None, horizon: int,
+                   how: str) -> tuple[str | None, str | None]:
+    """``(error, warning)`` for scheduler ``name`` on a run of ``horizon`` updates (``how``
+    says where the number comes from), checked on a dummy optimizer before any model exists.
+
+    error: the schedule cannot be built for this run (warmupcosine with warmup_steps >= the
+    horizon, bad tristagelr phases). warning: the lr never reaches its peak (warmup_steps >
+    horizon, e.g. ESPnet's 25000 on a small corpus): legal, but rarely what was meant.
+    """
+    if name is None or name.lower() not in SCHEDULERS:
+        return None, None  # none, or unknown (reported by the option checks)
+    dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        scheduler = build_scheduler(name, dummy, conf, max_steps=horizon)
+    except ValueError as e:
+        return (f"scheduler {name}: {e}; this run makes {horizon} updates ({how}): lower "
+                "warmup_steps or raise max_epoch/max_steps"), None
+    warmup = int(getattr(scheduler, "warmup_steps", 0) or 0)
+    if warmup > horizon:
+        return None, (f"scheduler {name}: warmup_steps={warmup} but this run makes only "
+                      f"{horizon} updates ({how}): the lr never reaches its configured peak "
+                      f"(it ends at about {horizon / warmup:.0%} of it); lower warmup_steps")
+    return None, None

@@ -148,3 +148,15 @@ def test_featurize_parallel_equals_serial(tmp_path):
     assert [(u, n) for u, _, n, _ in parallel] == [(u, n) for u, _, n, _ in serial]
     for (_, a, _, _), (_, b, _, _) in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
+
+
+def test_model_layer_features_rejects_missing_layer_before_any_audio():
+    from espnet2.testing.tiny import tiny_model
+
+    model = tiny_model()
+    n = model.encoder.num_layers()
+    with pytest.raises(ValueError, match=rf"layer {n} does not exist.*{n} encoder blocks"):
+        ModelLayerFeatures(model, layer=n, device="cpu")
+    with pytest.raises(ValueError, match=rf"layer -{n + 1} does not exist"):
+        ModelLayerFeatures(model, layer=-n - 1, device="cpu")
+    assert ModelLayerFeatures(model, layer=-1, device="cpu").layer == -1
