@@ -2,8 +2,9 @@
 
 Pipeline of :meth:`ESPnetSSLModel.forward`::
 
-    speech (B, N) ─ frontend ─ [specaug, training only] ─ [normalize] ─ [preencoder] ─ x (B, T, D)
-      frontend ─ [normalize] ─ [preencoder] ─(no grad)─ EMA teacher (if a loss needs it)
+    speech (B, N) ─ [mix, training only] ─ frontend ─ [specaug, training only] ─ [normalize]
+      ─ [preencoder] ─ x (B, T, D)
+    clean speech ─ frontend ─ [normalize] ─ [preencoder] ─(no grad)─ EMA teacher (if a loss needs it)
                                                           ──▶ teacher_hidden_states
       x ─ masking (if a loss needs it) ─ encoder(return_all_hs) ──▶ hidden_states
       SSLForwardRecord ─▶ every loss ─▶ (Σ_i w_i loss_i, stats, weight)
@@ -82,6 +83,9 @@ class ESPnetSSLModel(torch.nn.Module):
         feature_grad_mult: scale of the gradient reaching the frontend (fairseq
             ``feature_grad_mult``: HuBERT Base 0.1, DinoSR 1.0; ESPnet ssl1 1.0). The forward
             value is unchanged; 0 freezes the frontend.
+        mixer: waveform augmentation of the student's input in training (``(speech,
+            lengths) -> speech``, e.g. :class:`espnet2.ssl.utils.mix.UtteranceMixing`); the
+            labels and the EMA teacher keep describing the clean input.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ESPnetSSLModel(torch.nn.Module):
         token_list: Sequence[str] | None = None,
         label_tolerance: int = 2,
         feature_grad_mult: float = 1.0,
+        mixer: torch.nn.Module | None = None,
     ):
         super().__init__()
         self.frontend = frontend
@@ -109,6 +114,7 @@ class ESPnetSSLModel(torch.nn.Module):
         self.token_list = list(token_list) if token_list is not None else None
         self.label_tolerance = label_tolerance
         self.feature_grad_mult = feature_grad_mult
+        self.mixer = mixer
         self._warned_labels = False
         self.losses = torch.nn.ModuleDict()
         self.loss_weights: dict[str, float] = {}
@@ -217,7 +223,9 @@ class ESPnetSSLModel(torch.nn.Module):
         if speech.size(0) != speech_lengths.size(0):
             raise ValueError(f"ESPnetSSLModel: speech batch {tuple(speech.shape)} and "
                              f"speech_lengths {tuple(speech_lengths.shape)} disagree")
-        feats, feat_lengths = self._frontend(speech, speech_lengths)
+        mixed = self.mixer(speech, speech_lengths) if self.mixer is not None and self.training \
+            else speech
+        feats, feat_lengths = self._frontend(mixed, speech_lengths)
         x, lengths = self._post_frontend(feats, feat_lengths, augment=True)
         B, T, _ = x.shape
         padding_mask = torch.arange(T, device=x.device)[None, :] >= lengths[:, None]
@@ -228,7 +236,11 @@ class ESPnetSSLModel(torch.nn.Module):
             # the teacher sees the unmasked, un-augmented input; its output is a target,
             # never a graph
             x_teacher = x
-            if self.specaug is not None and self.training:
+            if mixed is not speech:
+                with torch.no_grad():
+                    clean, _ = self._frontend(speech, speech_lengths)
+                    x_teacher, _ = self._post_frontend(clean, feat_lengths, augment=False)
+            elif self.specaug is not None and self.training:
                 with torch.no_grad():
                     x_teacher, _ = self._post_frontend(feats, feat_lengths, augment=False)
             (_, teacher_states), _, _ = self.ema(x_teacher.detach(), lengths,

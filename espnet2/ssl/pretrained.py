@@ -73,10 +73,15 @@ def _is_packed(path: Path) -> bool:
 
 
 def build_model_from_config(config: dict) -> torch.nn.Module:
-    """Build an untrained ESPnetSSLModel from a resolved ``config.yaml`` dict."""
+    """Build an untrained ESPnetSSLModel from a resolved ``config.yaml`` dict.
+
+    Options the config predates (written by an older version) take their current defaults.
+    """
     from espnet2.tasks.ssl import SSLTask
 
-    return SSLTask.build_model(argparse.Namespace(**config))
+    defaults = {a.dest: a.default for a in SSLTask.get_parser()._actions
+                if a.dest != "help" and a.default is not argparse.SUPPRESS}
+    return SSLTask.build_model(argparse.Namespace(**{**defaults, **config}))
 
 
 def build_initial_model(config: dict) -> torch.nn.Module:

@@ -319,8 +319,11 @@ class AbsTask(ABC):
         path = out / "config.yaml"
         if path.exists():
             old = cfg.load_yaml(path)
+            # a key the old config lacks (written before the option existed) is no difference
+            # while this run leaves it unset
             diff = sorted(k for k in set(old) | set(config) if k not in VOLATILE_KEYS
-                          and old.get(k) != config.get(k))
+                          and old.get(k) != config.get(k)
+                          and not (k not in old and config.get(k) in (None, {}, [])))
             if diff and not args.resume and not args.collect_stats:  # stats dirs are rebuilt
                 shown = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff[:8])
                 raise ConfigError(

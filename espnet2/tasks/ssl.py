@@ -1,6 +1,7 @@
 """The SSL task: one registry per slot and ``build_model`` (``python -m espnet2.bin.ssl_train``).
 
-Registries (``--<slot>`` / ``--<slot>_conf``): frontend, specaug, normalize, preencoder, encoder.
+Registries (``--<slot>`` / ``--<slot>_conf``): mix (waveform augmentation of the student's
+input), frontend, specaug, normalize, preencoder, encoder.
 Losses and utils are list options (ESPnet G2 form)::
 
     loss: [{name: hubert, conf: {num_classes: 500, final_dim: 256}, weight: 1.0}]
@@ -46,6 +47,9 @@ from espnet2.utils.config import (
 
 logger = logging.getLogger(__name__)
 
+mix_choices = ClassChoices("mix", {
+    "utterance": "espnet2.ssl.utils.mix:UtteranceMixing",
+}, type_check=None, default=None, optional=True)
 frontend_choices = ClassChoices("frontend", {
     "wav2vec_cnn": "espnet2.asr.frontend.cnn:CNNFrontend",
     "default": "espnet2.asr.frontend.default:DefaultFrontend",
@@ -76,6 +80,7 @@ util_choices = ClassChoices("util", {
 
 #: constructor arguments build_model fills in (never read from the config)
 FILLED = {
+    "mix": set(),
     "frontend": set(),
     "preencoder": {"input_size"},
     "encoder": {"input_size"},
@@ -173,7 +178,7 @@ def resolve_num_classes(conf: dict, tokens: list[str], where: str) -> int:
 
 
 class SSLTask(AbsTask):
-    class_choices_list = [frontend_choices, specaug_choices, normalize_choices,
+    class_choices_list = [mix_choices, frontend_choices, specaug_choices, normalize_choices,
                           preencoder_choices, encoder_choices]
     filled_conf_keys = FILLED
     loss_choices = loss_choices
@@ -255,7 +260,7 @@ class SSLTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
-        """Wire frontend -> specaug -> normalize -> preencoder -> encoder, losses and utils."""
+        """Wire [mix] -> frontend -> specaug -> normalize -> preencoder -> encoder, losses and utils."""
         from espnet2.ssl.espnet_model import ESPnetSSLModel
 
         frontend_conf = dict(args.frontend_conf)
@@ -265,6 +270,7 @@ class SSLTask(AbsTask):
                               frontend_conf)
         size = frontend.output_size()
         specaug = _build_optional("specaug", specaug_choices, args.specaug, args.specaug_conf)
+        mixer = _build_optional("mix", mix_choices, args.mix, args.mix_conf)
         normalize = _build_optional("normalize", normalize_choices, args.normalize,
                                     args.normalize_conf)
         preencoder = None
@@ -287,7 +293,7 @@ class SSLTask(AbsTask):
         model = ESPnetSSLModel(
             frontend=frontend, specaug=specaug, normalize=normalize, preencoder=preencoder,
             encoder=encoder, losses=losses, masker=utils.get("mask"), ema=utils.get("ema"),
-            token_list=tokens,
+            token_list=tokens, mixer=mixer,
         )
         if args.init is not None:
             initialize(model, args.init)

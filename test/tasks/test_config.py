@@ -222,3 +222,34 @@ def test_noop_espnet_keys_accepted(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         SSLTask.parse_args(["--config", str(y)])
     assert "num_att_plot" in caplog.text and "sort_in_batch" not in caplog.text
+
+
+def test_mix_slot_resolves_with_defaults_and_checks_keys(amp_yaml, tokens):
+    base = ["--config", str(amp_yaml), "--token_list", tokens, *SMALL]
+    args = SSLTask.parse_args([*base, "--mix", "utterance", "--mix_conf", "mix_prob=0.3"])
+    config = SSLTask.resolve_config(args)
+    assert config["mix"] == "utterance"
+    assert config["mix_conf"] == {"mix_prob": 0.3, "max_overlap": 0.5, "snr_range": [-5.0, 5.0]}
+    assert SSLTask.build_model(args).mixer.mix_prob == 0.3
+    with pytest.raises(ConfigError, match=r"unknown key 'mix_prb'.*'mix_prob'"):
+        SSLTask.parse_args(["--mix", "utterance", "--mix_conf", "mix_prb=0.3"])
+    assert SSLTask.build_model(SSLTask.parse_args(base)).mixer is None
+
+
+def test_configs_written_before_an_option_existed_still_load_and_match(tmp_path, amp_yaml,
+                                                                         tokens):
+    """An experiment dir from an older version (no ``mix``/``mix_conf`` keys) is rebuilt by
+    the model loaders with today's defaults, and rerunning it is not 'a different config'."""
+    from espnet2.ssl.pretrained import build_model_from_config
+
+    out = tmp_path / "exp"
+    base = ["--config", str(amp_yaml), "--token_list", tokens, *SMALL, "--output_dir", str(out)]
+    args = SSLTask.parse_args(base)
+    SSLTask.prepare_output_dir(args)
+    old = yaml.safe_load((out / "config.yaml").read_text())
+    del old["mix"], old["mix_conf"]
+    (out / "config.yaml").write_text(yaml.safe_dump(old))
+    SSLTask.prepare_output_dir(args)  # not refused
+    assert build_model_from_config(old).mixer is None
+    with pytest.raises(ConfigError, match=r"mix: None -> 'utterance'"):
+        SSLTask.prepare_output_dir(SSLTask.parse_args([*base, "--mix", "utterance"]))
