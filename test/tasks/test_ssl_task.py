@@ -63,15 +63,17 @@ def test_every_registry_entry_resolves_and_parses(reg, name):
 
 
 def test_class_choices_errors_and_none():
-    reg = SSLTask.class_choices_list[-1]  # encoder
+    by_name = {c.name: c for c in SSLTask.class_choices_list}
+    reg = by_name["encoder"]
     with pytest.raises(ValueError, match=r"did you mean 'conformer'"):
         reg.get_class("conformr")
     with pytest.raises(ValueError, match="transformer, conformer, e_branchformer"):
         reg.get_class("trans")  # no prefix/substring/tuple-membership matching
     with pytest.raises(ValueError, match="cannot be none"):
         reg.get_class("none")
-    specaug = SSLTask.class_choices_list[1]
-    assert specaug.get_class("null") is None and specaug.get_class(None) is None
+    for optional in ("specaug", "mix"):
+        reg = by_name[optional]
+        assert reg.get_class("null") is None and reg.get_class(None) is None
     with pytest.raises(ValueError):
         ClassChoices("x", {"a": int}, default="b")
 
