@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from espnet2.data.errors import DataError, Problem
@@ -260,10 +261,15 @@ def check_schedule(args, train_lengths: list[dict[str, int]]) -> list[str]:
     if args.num_iters_per_epoch:
         per_epoch, how = int(args.num_iters_per_epoch), "num_iters_per_epoch"
     else:
-        world = max(1, int(args.ngpu or 0)) * max(1, int(getattr(args, "num_nodes", 1) or 1))
-        per_epoch = sum(len(build_batches(args.batch_type, lengths, batch_size=args.batch_size,
-                                          batch_bins=args.batch_bins, min_batch_size=world))
-                        for lengths in train_lengths)
+        # ranks: torchrun/srun set WORLD_SIZE before main(); else one process per GPU
+        world = int(os.environ.get("WORLD_SIZE") or 0) or \
+            max(1, int(args.ngpu or 0)) * max(1, int(getattr(args, "num_nodes", 1) or 1))
+        try:
+            per_epoch = sum(len(build_batches(args.batch_type, lengths, batch_size=args.batch_size,
+                                              batch_bins=args.batch_bins, min_batch_size=world))
+                            for lengths in train_lengths)
+        except DataError as e:  # e.g. batch_bins below one utterance per rank
+            return [f"train batches for {world} rank(s): {e}"]
         how = f"{per_epoch} batches per epoch"
     horizon = schedule_horizon(args.max_steps, args.max_epoch, per_epoch, args.accum_grad)
     how = (f"max_epoch {args.max_epoch} x {how} / accum_grad {args.accum_grad}"

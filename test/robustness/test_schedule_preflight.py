@@ -55,3 +55,24 @@ def test_tristage_phases_that_do_not_sum_to_one_are_refused(corpus, ssl_train):
                                                   "phase_ratio=[0.5,0.5,0.5]"]))
     assert code == 2 and "phase_ratio [0.5, 0.5, 0.5] must sum to 1" in err, err[-2000:]
     assert not out.exists()
+
+
+def test_batches_are_counted_for_the_launcher_world_size(monkeypatch):
+    """Under torchrun (WORLD_SIZE set, --ngpu 0 on CPU) every batch needs one utterance per
+    rank, as the loader will build them: batch_bins that hold one utterance but not two are
+    refused by the preflight on 2 ranks (before, the loader raised after config.yaml)."""
+    import argparse
+
+    from espnet2.tasks.preflight import check_schedule
+
+    args = argparse.Namespace(num_iters_per_epoch=None, ngpu=0, batch_type="numel",
+                              batch_size=20, batch_bins=1000, max_steps=None, max_epoch=1,
+                              accum_grad=1, scheduler="warmupcosine",
+                              scheduler_conf={"warmup_steps": 2})
+    lengths = [{f"u{i}": 900 for i in range(4)}]  # one utterance per batch
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert check_schedule(args, lengths) == []  # 4 updates > warmup 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (error,) = check_schedule(args, lengths)
+    assert error.startswith("train batches for 2 rank(s):")
+    assert "2 utterance(s) of length 900 need 1800 bins > batch_bins=1000" in error
