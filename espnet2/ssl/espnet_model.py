@@ -4,8 +4,8 @@ Pipeline of :meth:`ESPnetSSLModel.forward`::
 
     speech (B, N) ─ [mix, training only] ─ frontend ─ [specaug, training only] ─ [normalize]
       ─ [preencoder] ─ x (B, T, D)
-    clean speech ─ frontend ─ [normalize] ─ [preencoder] ─(no grad)─ EMA teacher (if a loss needs it)
-                                                          ──▶ teacher_hidden_states
+    clean speech ─ frontend ─ [normalize] ─ [preencoder] ─(no grad)─ EMA teacher (if a loss
+                                                          needs it) ──▶ teacher_hidden_states
       x ─ masking (if a loss needs it) ─ encoder(return_all_hs) ──▶ hidden_states
       SSLForwardRecord ─▶ every loss ─▶ (Σ_i w_i loss_i, stats, weight)
 

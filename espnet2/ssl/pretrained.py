@@ -79,9 +79,7 @@ def build_model_from_config(config: dict) -> torch.nn.Module:
     """
     from espnet2.tasks.ssl import SSLTask
 
-    defaults = {a.dest: a.default for a in SSLTask.get_parser()._actions
-                if a.dest != "help" and a.default is not argparse.SUPPRESS}
-    return SSLTask.build_model(argparse.Namespace(**{**defaults, **config}))
+    return SSLTask.build_model(argparse.Namespace(**{**vars(SSLTask.parse_args([])), **config}))
 
 
 def build_initial_model(config: dict) -> torch.nn.Module:

@@ -319,11 +319,10 @@ class AbsTask(ABC):
         path = out / "config.yaml"
         if path.exists():
             old = cfg.load_yaml(path)
-            # a key the old config lacks (written before the option existed) is no difference
-            # while this run leaves it unset
+            if set(config) - set(old):  # written before an option existed: it had the default
+                old = {**cls.resolve_config(cls.parse_args([])), **old}
             diff = sorted(k for k in set(old) | set(config) if k not in VOLATILE_KEYS
-                          and old.get(k) != config.get(k)
-                          and not (k not in old and config.get(k) in (None, {}, [])))
+                          and old.get(k) != config.get(k))
             if diff and not args.resume and not args.collect_stats:  # stats dirs are rebuilt
                 shown = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff[:8])
                 raise ConfigError(

@@ -256,7 +256,8 @@ def check_schedule(args, train_lengths: list[dict[str, int]]) -> list[str]:
     """The lr schedule against the run's length (updates = max_epoch x batches per epoch /
     accum_grad, or max_steps), with batches counted from the shape files as training will."""
     from espnet2.data.samplers import build_batches
-    from espnet2.train.schedulers import check_schedule as check, schedule_horizon
+    from espnet2.train.schedulers import check_schedule as check
+    from espnet2.train.schedulers import schedule_horizon
 
     if args.num_iters_per_epoch:
         per_epoch, how = int(args.num_iters_per_epoch), "num_iters_per_epoch"

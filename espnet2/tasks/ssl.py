@@ -260,7 +260,7 @@ class SSLTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
-        """Wire [mix] -> frontend -> specaug -> normalize -> preencoder -> encoder, losses and utils."""
+        """Wire [mix] -> frontend -> specaug -> normalize -> preencoder -> encoder, losses, utils"""
         from espnet2.ssl.espnet_model import ESPnetSSLModel
 
         frontend_conf = dict(args.frontend_conf)

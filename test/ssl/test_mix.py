@@ -93,3 +93,14 @@ def test_model_mixes_only_the_student_input_in_training():
     with torch.no_grad():
         model(speech, lengths)
     assert len(seen) == 1 and torch.equal(seen[0], speech)
+
+
+def test_silence_is_neither_amplified_nor_turned_into_nan():
+    """A silent partner adds nothing; a silent primary gets nothing (gain 0, not inf)."""
+    speech = torch.zeros(2, 400)
+    speech[0] = torch.randn(400)
+    lengths = torch.tensor([400, 400])
+    torch.manual_seed(0)
+    out = UtteranceMixing(mix_prob=1.0).train()(speech, lengths)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, speech)

@@ -51,21 +51,18 @@ class UtteranceMixing(torch.nn.Module):
         out = speech.clone()
         lens = lengths.cpu().tolist()
         low, high = self.snr_range
-        for b in chosen:
+        for b in chosen:  # the draws are CPU scalars; the energies stay on the device (no sync)
             j = (b + int(torch.randint(1, B, ()))) % B  # any other utterance
             n_b, n_j = int(lens[b]), int(lens[j])
-            longest = min(max(1, int(self.max_overlap * n_b)), n_j)
-            if n_b < 1 or longest < 1:
+            if n_b < 1 or n_j < 1:
                 continue
-            size = int(torch.randint(1, longest + 1, ()))
+            size = int(torch.randint(1, min(max(1, int(self.max_overlap * n_b)), n_j) + 1, ()))
             src = int(torch.randint(0, n_j - size + 1, ()))
             dst = int(torch.randint(0, n_b - size + 1, ()))
-            seg = speech[j, src: src + size]
-            e_b = speech[b, :n_b].float().pow(2).mean()
-            e_s = seg.float().pow(2).mean()
-            if float(e_s) <= 0.0 or float(e_b) <= 0.0:
-                continue  # silence: nothing to scale against
+            seg = speech[j, src: src + size].float()
             ratio_db = low + (high - low) * float(torch.rand(()))
-            gain = torch.sqrt(e_b / (e_s * 10.0 ** (ratio_db / 10.0)))
-            out[b, dst: dst + size] += (gain * seg.float()).to(out.dtype)
+            # a silent segment adds zeros and a silent primary gets gain 0: no special case
+            e_b = speech[b, :n_b].float().pow(2).mean()
+            e_s = (seg.pow(2).mean() * 10.0 ** (ratio_db / 10.0)).clamp_min(1e-20)
+            out[b, dst: dst + size] += (torch.sqrt(e_b / e_s) * seg).to(out.dtype)
         return out
