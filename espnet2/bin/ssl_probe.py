@@ -8,7 +8,10 @@ For every experiment: the pre-trained encoder and the same encoder with random w
 weights its training run started from: built after seeding with the run's ``seed`` from
 ``config.yaml``); plus MFCC13 mean and MFCC39 mean+std baselines; same splits and classifier
 for all.
-Writes ``probe.json`` and ``probe.md`` (table) to ``--output_dir``.
+Writes ``probe.json`` and ``probe.md`` (table) to ``--output_dir``: every probe's accuracy
+(overall and per held-out speaker) and test predictions, and for each pair of selected probes
+the paired difference with its 95% interval (bootstrap over test utterances) and exact McNemar
+p (``espnet2.eval.significance``).
 """
 
 from __future__ import annotations

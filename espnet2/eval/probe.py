@@ -39,6 +39,7 @@ class ProbeResult:
     per_group_acc: dict[str, float] = field(default_factory=dict)
     layer_weights: list[float] | None = None
     selected: bool = False  # best validation accuracy among this feature set's probes
+    test_pred: list[int] | None = None  # predicted class id of every test utterance, in order
 
 
 class LinearProbe(torch.nn.Module):
@@ -158,6 +159,7 @@ def select_and_evaluate(
                 test_acc=accuracy(pred, yte),
                 per_group_acc={str(g): accuracy(pred[gte == g], yte[gte == g]) for g in groups},
                 layer_weights=probe.layer_weights().tolist() if layer is None else None,
+                test_pred=[int(v) for v in pred],
             )
         )
     best = max(results, key=lambda r: r.valid_acc)

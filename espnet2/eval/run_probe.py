@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from espnet2.eval.probe import ProbeConfig, ProbeResult, select_and_evaluate
+from espnet2.eval.significance import paired_difference
 from espnet2.utils.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def run_probe_suite(
                 name, (ftr, ytr, folds), (fte, yte, test.speakers), len(classes), cfg
             )
         report["tasks"]["digit"] = _task_report(
-            res, classes, valid_speakers=vspk, test_speakers=sorted(set(test.speakers.tolist()))
+            res, classes, yte, test.speakers, test.utts, valid_speakers=vspk,
+            test_speakers=sorted(set(test.speakers.tolist())),
         )
     if "speaker" in tasks:
         content = np.concatenate([train.labels, test.labels])
@@ -133,27 +135,41 @@ def run_probe_suite(
                 len(classes),
                 cfg,
             )
+        utts = np.array(train.utts + test.utts)
         report["tasks"]["speaker"] = _task_report(
-            res, classes, test_content=sorted(set(content[is_test].tolist()))
+            res, classes, spk[is_test], groups[is_test], utts[is_test].tolist(),
+            test_content=sorted(set(content[is_test].tolist())),
         )
     return report
 
 
-def _task_report(results: list[ProbeResult], classes: list[str], **meta) -> dict:
+def _task_report(results: list[ProbeResult], classes: list[str], targets: np.ndarray,
+                 groups: np.ndarray, test_utts: list[str], **meta) -> dict:
+    """Results plus the paired differences of the selected probes (each unordered pair once,
+    in feature-set order: ``"<a> - <b>"``), with their 95% CI and McNemar p
+    (:mod:`espnet2.eval.significance`). ``predictions`` holds the test utterances, their
+    targets and each selected probe's predictions (class ids)."""
     selected = {r.name: r for r in results if r.selected}
-    paired = {}
     names = list(selected)
-    for a in names:
-        for b in names:
-            if a == b:
-                continue
-            ga, gb = selected[a].per_group_acc, selected[b].per_group_acc
-            paired[f"{a} - {b}"] = {g: ga[g] - gb[g] for g in ga if g in gb}
+    paired = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            paired[f"{a} - {b}"] = paired_difference(
+                selected[a].test_pred, selected[b].test_pred, targets, groups
+            )
+    rows = []
+    for r in results:
+        row = asdict(r)
+        del row["test_pred"]
+        rows.append(row)
     return {
         "classes": classes,
         **meta,
-        "results": [asdict(r) for r in results],
+        "results": rows,
         "paired_differences": paired,
+        "predictions": {"utts": list(test_utts), "groups": [str(g) for g in groups],
+                        "targets": [int(v) for v in targets],
+                        **{n: selected[n].test_pred for n in names}},
     }
 
 
@@ -170,12 +186,37 @@ def format_table(report: dict) -> str:
                 f"| {task} | {r['name']} | {r['layer']} | {r['valid_acc']:.3f} | "
                 f"{r['test_acc']:.3f} | {groups} | {'*' if r['selected'] else ''} |"
             )
+    pairs = [(task, k, v) for task, rep in report["tasks"].items()
+             for k, v in rep.get("paired_differences", {}).items()]
+    if pairs:
+        lines += ["", "Paired differences of the selected probes (points; 95% CI: paired "
+                  "bootstrap over test utterances within each group; exact McNemar p):", "",
+                  "| task | difference | Δ | 95% CI | McNemar p |", "|---|---|---|---|---|"]
+        for task, k, v in pairs:
+            lo, hi = v["ci95"]
+            lines.append(f"| {task} | {k} | {100 * v['overall']:+.1f} | "
+                         f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {v['mcnemar_p']:.2g} |")
     return "\n".join(lines) + "\n"
 
 
 def write_report(report: dict, output_dir: Path) -> None:
+    """``probe.json`` (everything but the predictions), ``probe.md`` (tables) and, per task,
+    ``<task>_predictions.tsv``: ``utt group target <selected probe>...`` with class names."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    tasks = {t: {k: v for k, v in rep.items() if k != "predictions"}
+             for t, rep in report["tasks"].items()}
     with atomic_write(output_dir / "probe.json") as f:
-        json.dump(report, f, indent=2)
+        json.dump({**report, "tasks": tasks}, f, indent=2)
     with atomic_write(output_dir / "probe.md") as f:
         f.write(format_table(report))
+    for task, rep in report["tasks"].items():
+        pred = rep.get("predictions")
+        if not pred:
+            continue
+        names = [k for k in pred if k not in ("utts", "groups", "targets")]
+        cls = rep["classes"]
+        with atomic_write(output_dir / f"{task}_predictions.tsv") as f:
+            f.write("\t".join(["utt", "group", "target", *names]) + "\n")
+            for i, utt in enumerate(pred["utts"]):
+                f.write("\t".join([utt, pred["groups"][i], cls[pred["targets"][i]],
+                                   *(cls[pred[n][i]] for n in names)]) + "\n")

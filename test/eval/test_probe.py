@@ -1,10 +1,18 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from espnet2.eval.pooling import masked_mean, masked_mean_std, pooled_layer_features
 from espnet2.eval.probe import ProbeConfig, fit_probe, select_and_evaluate
-from espnet2.eval.run_probe import ProbeSet, content_split, run_probe_suite
+from espnet2.eval.run_probe import (
+    ProbeSet,
+    content_split,
+    format_table,
+    run_probe_suite,
+    write_report,
+)
 
 FS = 8000
 FREQS = [300.0, 700.0, 1100.0, 1500.0]
@@ -152,3 +160,43 @@ def test_cross_validation_averages_every_fold():
     assert spk == ["a", "b", "c"] and ids.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     mask, spk = digit_split(train, "b")
     assert spk == ["b"] and mask.tolist() == [False] * 4 + [True] * 4 + [False] * 4
+
+
+def test_report_pairs_selected_probes_with_interval_and_mcnemar(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    train = _probe_set(["a", "b", "c"], 24, rng)
+    test = _probe_set(["d", "e"], 24, rng)
+
+    def spectral(waves):
+        return pooled_layer_features(_extract, waves, batch_size=8)[:, 1:]
+
+    def noise(waves):
+        return np.random.default_rng(0).standard_normal((len(waves), 1, 8)).astype(np.float32)
+
+    report = run_probe_suite(train, test, {"spec": spectral, "noise": noise},
+                             ProbeConfig(epochs=150), tasks=("digit",))
+    rep = report["tasks"]["digit"]
+    pred = rep["predictions"]
+    assert pred["utts"] == test.utts and pred["groups"] == test.speakers.tolist()
+    sel = {r["name"]: r for r in rep["results"] if r["selected"]}
+    for name, r in sel.items():  # the stored predictions reproduce the reported accuracy
+        acc = np.mean(np.array(pred[name]) == np.array(pred["targets"]))
+        assert acc == pytest.approx(r["test_acc"])
+    assert list(rep["paired_differences"]) == ["spec - noise"]  # each pair once
+    diff = rep["paired_differences"]["spec - noise"]
+    assert diff["overall"] == pytest.approx(sel["spec"]["test_acc"] - sel["noise"]["test_acc"])
+    assert 0 < diff["ci95"][0] <= diff["overall"] <= diff["ci95"][1]
+    assert diff["mcnemar_p"] < 0.01 and diff["a_only_correct"] > diff["b_only_correct"]
+    assert set(diff["per_group"]) == {"d", "e"}
+    table = format_table(report)
+    assert "| digit | spec - noise | +" in table and "McNemar" in table
+    write_report(report, tmp_path)
+    on_disk = json.loads((tmp_path / "probe.json").read_text())
+    assert "predictions" not in on_disk["tasks"]["digit"]
+    assert on_disk["tasks"]["digit"]["paired_differences"] == rep["paired_differences"]
+    lines = (tmp_path / "digit_predictions.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["utt", "group", "target", "spec", "noise"]
+    first = lines[1].split("\t")
+    assert first[:3] == [test.utts[0], "d", test.labels[0]]
+    assert first[3] == rep["classes"][pred["spec"][0]]

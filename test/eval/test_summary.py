@@ -7,7 +7,7 @@ import json
 import pytest
 
 from espnet2.bin import probe_summary
-from espnet2.eval.summary import read_runs, summarise
+from espnet2.eval.summary import format_summary, read_runs, summarise
 
 
 def _report(path, pre, rand, mfcc=0.6, name="ssl_x", extra_unselected=0.99):
@@ -67,3 +67,26 @@ def test_cli_exit_codes_and_outputs(tmp_path, capsys):
     assert "NOT met" in capsys.readouterr().out
     assert probe_summary.main([str(tmp_path / "missing.json")]) == 2
     assert "no such report" in capsys.readouterr().err
+
+
+def test_gain_intervals_tell_noise_from_a_real_shortfall(tmp_path):
+    def with_ci(path, pre, rand, ci):
+        _report(path, pre, rand)
+        rep = json.loads(path.read_text())
+        rep["tasks"]["digit"]["paired_differences"] = {
+            "ssl_x - ssl_x_random_init": {"overall": pre - rand, "ci95": ci}}
+        path.write_text(json.dumps(rep))
+        return path
+
+    noisy = with_ci(tmp_path / "n.json", 0.88, 0.795, [0.060, 0.108])  # +8.5, CI reaches +10
+    short = with_ci(tmp_path / "s.json", 0.85, 0.79, [0.040, 0.080])  # +6, CI below +10
+    old = _report(tmp_path / "o.json", 0.85, 0.79)  # a report written before intervals
+    rows = read_runs([noisy, short, old])
+    assert rows[0].gain_ci == pytest.approx((6.0, 10.8)) and rows[2].gain_ci is None
+    s = summarise(rows, target_gain=10)
+    assert len(s["below_target"]) == 3
+    assert s["clearly_below_target"] == [str(short)]
+    text = format_summary(rows, s)
+    assert "+8.5 [+6.0, +10.8]" in text
+    assert f"below the target beyond test-set noise (whole 95% interval under +10.0): {short}" \
+        in text

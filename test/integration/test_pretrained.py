@@ -153,9 +153,13 @@ def test_probe_cli_writes_report(trained, tmp_path):
     report = json.loads((out / "probe.json").read_text())
     names = {r["name"] for r in report["tasks"]["digit"]["results"]}
     assert names == {"exp", "exp_random_init", "mfcc13_mean", "mfcc39_meanstd"}
-    assert (out / "probe.md").read_text().count(
-        "| digit |"
-    ) == 6  # 2 per model (weighted, best layer), 1 per MFCC
+    rows = [line for line in (out / "probe.md").read_text().splitlines()
+            if line.startswith("| digit |")]
+    assert len([r for r in rows if " - " not in r]) == 6  # 2 per model (weighted, best layer),
+    # 1 per MFCC; then one paired difference per pair of the 4 selected probes
+    assert len([r for r in rows if " - " in r]) == 6
+    assert "exp - exp_random_init" in report["tasks"]["digit"]["paired_differences"]
+    assert len((out / "digit_predictions.tsv").read_text().splitlines()) == len(vutts) + 1
     assert np.isfinite([r["test_acc"] for r in report["tasks"]["digit"]["results"]]).all()
 
 

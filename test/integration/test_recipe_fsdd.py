@@ -167,3 +167,5 @@ def test_whole_recipe_small(tmp_path, fsdd_root):
             assert summary["runs"] == 1 and summary["min_gain"] == pytest.approx(gain)
             assert summary["target_met"] == (gain >= 10 and not summary["below_baseline"])
             assert "gain mean" in (d / "exp" / f"seed_study_train_{config}_raw.md").read_text()
+            low, high = summary["per_run"][0]["gain_ci"]  # the run's test-set interval
+            assert low <= gain <= high
