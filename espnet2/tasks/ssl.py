@@ -72,6 +72,7 @@ encoder_choices = ClassChoices("encoder", {
 loss_choices = ClassChoices("loss", {
     "hubert": "espnet2.ssl.loss.hubert:HuBERTLoss",
     "dinosr": "espnet2.ssl.loss.dinosr:DinoSRLoss",
+    "data2vec": "espnet2.ssl.loss.data2vec:Data2VecLoss",
 }, type_check=AbsSSLLoss, default="hubert")
 util_choices = ClassChoices("util", {
     "mask": "espnet2.ssl.utils.mask:Masking",
