@@ -283,6 +283,12 @@ class SSLTask(AbsTask):
         conf = _filled(args.encoder_conf, "input_size", size, "encoder_conf")
         encoder = _construct("encoder", args.encoder, encoder_choices.get_class(args.encoder), conf)
         losses, tokens = cls.build_losses(args, encoder.output_size())
+        blocks = encoder.num_layers()
+        problems = [f"loss[{i}] '{name}': {p}" for i, (name, loss, _) in enumerate(losses)
+                    for p in loss.layer_problems(blocks)]
+        if problems:
+            raise ConfigError("; ".join(problems) + " (fix the loss conf, or encoder_conf "
+                              "num_blocks)")
         utils = {}
         for u in required_utils(args.loss, args.util):
             util_cls = util_choices.get_class(u["name"])

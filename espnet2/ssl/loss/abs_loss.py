@@ -56,6 +56,11 @@ class AbsSSLLoss(torch.nn.Module, ABC):
     def forward(self, record: SSLForwardRecord) -> LossOutput:
         """Compute the objective from the shared record."""
 
+    def layer_problems(self, num_layers: int) -> list[str]:
+        """Options that need more encoder blocks than ``num_layers`` (checked when the model is
+        built, so the preflight reports them before anything is written). Default: none."""
+        return []
+
     def after_optimizer_step(self, step: int) -> None:
         """Called by the model once per optimizer step (after ``optimizer.step()``).
 

@@ -79,6 +79,11 @@ class Data2VecLoss(AbsSSLLoss):
         self.pred_nomask_weight = pred_nomask_weight
         self.head = torch.nn.Linear(encoder_output_size, encoder_output_size)
 
+    def layer_problems(self, num_layers: int) -> list[str]:
+        k = self.average_top_k_layers
+        return [f"average_top_k_layers={k} but the encoder has {num_layers} blocks "
+                f"(use <= {num_layers})"] if k > num_layers else []
+
     def targets(self, record: SSLForwardRecord) -> torch.Tensor:
         """(B, T, D) fp32 targets: the mean of the teacher's top-K (normalised) layers."""
         hs = record.teacher_hidden_states

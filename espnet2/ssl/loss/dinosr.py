@@ -270,6 +270,11 @@ assigned the same way; only masked frames update the codebooks)::
         self.codebook_counts[reset] = 1.0
         self.codebook_usage[reset] = 1.0 / V
 
+    def layer_problems(self, num_layers: int) -> list[str]:
+        return [f"num_codebooks={self.num_codebooks}: one codebook per top teacher block, but "
+                f"the encoder has {num_layers} blocks (use <= {num_layers})"] \
+            if self.num_codebooks > num_layers else []
+
     def teacher_layers(self, record: SSLForwardRecord) -> list[torch.Tensor]:
         """The teacher's top-K layers, each (B, T, D) fp32 (instance-normalised if enabled)."""
         hs = record.teacher_hidden_states

@@ -108,6 +108,12 @@ class HuBERTLoss(AbsSSLLoss):
                 for _ in self.layers
             )
 
+    def layer_problems(self, num_layers: int) -> list[str]:
+        bad = [x for x in self.layers if not -num_layers <= x < num_layers]
+        return [f"layers={self.layers}: {bad} out of range for an encoder with {num_layers} "
+                f"blocks (valid: 0..{num_layers - 1}, or -{num_layers}..-1 from the end)"] \
+            if bad else []
+
     def logits(self, index: int, proj: torch.Tensor) -> torch.Tensor:
         """(N, final_dim) projected frames -> (N, num_classes) logits of layer slot ``index``."""
         if self.loss_type == "ce":
