@@ -1,5 +1,7 @@
 """data2vec loss: targets, the regression formula, masking, and learning on a toy problem."""
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -116,3 +118,26 @@ def test_head_learns_to_regress_a_linear_teacher():
         out.loss.backward()
         opt.step()
     assert out.loss.item() < 0.01 * first
+
+
+def test_collapse_warns_once_after_the_check_step(caplog):
+    loss = Data2VecLoss(8, average_top_k_layers=1, instance_norm_target_layer=False,
+                        collapse_check_after=200)
+    rec = _record()
+    rec.teacher_hidden_states = [torch.zeros_like(h) for h in rec.teacher_hidden_states]
+    loss.train()
+    loss(rec)  # constant targets: variance 0
+    with caplog.at_level(logging.WARNING, logger="espnet2.ssl.loss.data2vec"):
+        loss.after_optimizer_step(100)  # before collapse_check_after: no check
+        assert not caplog.records
+        loss.after_optimizer_step(200)
+        loss.after_optimizer_step(300)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and "update 200: target variance 0" in msgs[0]
+    healthy = Data2VecLoss(8, average_top_k_layers=1, collapse_check_after=0)
+    healthy.train()
+    healthy(_record())  # normalised targets: variance ~1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="espnet2.ssl.loss.data2vec"):
+        healthy.after_optimizer_step(100)
+    assert not caplog.records

@@ -8,11 +8,15 @@ removes most of the scale difference.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss, LossNeeds, LossOutput, SSLForwardRecord
-from espnet2.ssl.loss.dinosr import masked_instance_norm
+from espnet2.ssl.loss.dinosr import CHECK_EVERY, masked_instance_norm
+
+logger = logging.getLogger(__name__)
 
 
 class Data2VecLoss(AbsSSLLoss):
@@ -41,6 +45,10 @@ class Data2VecLoss(AbsSSLLoss):
         loss_scale: s (None: 1 / √D).
         pred_nomask_weight: α_u (0.0: masked frames only, as the reference). A frozen-feature
             probe reads unmasked audio, which only the unmasked term trains on.
+        min_target_var / min_pred_var: collapse thresholds (``min_target_var`` 0.1,
+            ``min_pred_var`` 0.01): from update ``collapse_check_after`` (5000) on, a check
+            every 100 updates warns once when the last training batch's variance is below
+            them (the reference aborts; a warning keeps the run and its checkpoints).
 
     Stats: ``loss``, ``target_var`` (variance of the targets over the masked frames and the
     dimensions: near 0 means the teacher collapsed to a constant), ``pred_var``, ``count_m``;
@@ -59,6 +67,9 @@ class Data2VecLoss(AbsSSLLoss):
         loss_beta: float = 0.0,
         loss_scale: float | None = None,
         pred_nomask_weight: float = 0.0,
+        min_target_var: float = 0.1,
+        min_pred_var: float = 0.01,
+        collapse_check_after: int = 5000,
     ):
         super().__init__()
         problems = []
@@ -78,6 +89,28 @@ class Data2VecLoss(AbsSSLLoss):
         self.scale = loss_scale if loss_scale is not None else encoder_output_size ** -0.5
         self.pred_nomask_weight = pred_nomask_weight
         self.head = torch.nn.Linear(encoder_output_size, encoder_output_size)
+        self.min_target_var = min_target_var
+        self.min_pred_var = min_pred_var
+        self.collapse_check_after = collapse_check_after
+        self._last_vars: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._warned_collapse = False
+
+    def after_optimizer_step(self, step: int) -> None:
+        if step % CHECK_EVERY == 0 and step >= self.collapse_check_after:
+            self._check_collapse(step)  # one host sync per 100 updates
+
+    def _check_collapse(self, step: int) -> None:
+        if self._warned_collapse or self._last_vars is None:
+            return
+        t, p = (float(v) for v in self._last_vars)
+        if t >= self.min_target_var and p >= self.min_pred_var:
+            return
+        self._warned_collapse = True
+        logger.warning(
+            "data2vec at update %d: target variance %.3g (min %.3g), prediction variance %.3g "
+            "(min %.3g): the teacher or the student may have collapsed to a constant. Check "
+            "the EMA teacher (ema_decay schedule) and the learning rate; the data2vec "
+            "reference aborts here.", step, t, self.min_target_var, p, self.min_pred_var)
 
     def layer_problems(self, num_layers: int) -> list[str]:
         k = self.average_top_k_layers
@@ -132,5 +165,7 @@ class Data2VecLoss(AbsSSLLoss):
                 "count_m": torch.tensor(float(n_m), device=h.device),
                 **extra,
             }
+        if self.training and n_m > 1:
+            self._last_vars = (stats["target_var"], stats["pred_var"])
         return LossOutput(loss=loss, stats=stats,
                           weight=torch.tensor(float(n_m), device=h.device))
