@@ -128,3 +128,60 @@ def format_summary(rows: list[RunRow], summary: dict) -> str:
         lines.append("gain intervals: 95%, paired bootstrap over the test utterances of each "
                      "run (test-set noise only; the spread over seeds is the std above)")
     return "\n".join(lines) + "\n"
+
+
+# two-sided 95% quantiles of Student's t, degrees of freedom 1..30 (beyond: the normal's 1.96)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def _seed(model: str) -> str | None:
+    head, sep, tail = model.rpartition("_seed")
+    return tail if sep and tail.isdigit() else None
+
+
+def compare(rows: list[RunRow], baseline: list[RunRow]) -> dict:
+    """A variant's seed study against a baseline study, paired by seed.
+
+    Runs are paired by the ``_seed<N>`` suffix of their model names (ssl.sh ``--seeds``) when
+    every run has one, else by position. With per-seed differences ``d_s = gain_s(variant) −
+    gain_s(baseline)`` over n pairs: mean d̄, sample std s_d, and the paired-t 95% interval
+    ``d̄ ± t_{0.975, n−1} · s_d / √n`` (None for one pair). Pairing removes what the seed does
+    to both runs (the same random init); the interval is over seeds, so it includes training
+    noise, not only test-set noise.
+    """
+    seeds_a = [_seed(r.model) for r in rows]
+    seeds_b = [_seed(r.model) for r in baseline]
+    if None not in seeds_a and None not in seeds_b:
+        by_seed = {s: r for s, r in zip(seeds_b, baseline)}
+        missing = [s for s in seeds_a if s not in by_seed]
+        if missing:
+            raise ValueError(f"baseline study has no run for seed(s) {missing} (it has "
+                             f"{sorted(by_seed)}); give both studies the same seeds")
+        pairs = [(s, r, by_seed[s]) for s, r in zip(seeds_a, rows)]
+    elif len(rows) == len(baseline):
+        pairs = [(str(i), a, b) for i, (a, b) in enumerate(zip(rows, baseline))]
+    else:
+        raise ValueError(f"cannot pair {len(rows)} runs with {len(baseline)} baseline runs: "
+                         "name them *_seed<N> (ssl.sh --seeds) or give as many, in seed order")
+    diffs = [a.gain - b.gain for _, a, b in pairs]
+    n = len(diffs)
+    mean = statistics.fmean(diffs)
+    out = {"pairs": n, "seeds": [s for s, _, _ in pairs], "diffs": diffs, "mean_diff": mean,
+           "ci95": None}
+    if n > 1:
+        half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * statistics.stdev(diffs) / n ** 0.5
+        out["ci95"] = [mean - half, mean + half]
+    return out
+
+
+def format_comparison(cmp: dict) -> str:
+    per = ", ".join(f"s{s} {d:+.1f}" for s, d in zip(cmp["seeds"], cmp["diffs"]))
+    line = (f"vs the baseline study, paired by seed ({cmp['pairs']} pairs): gain difference "
+            f"mean {cmp['mean_diff']:+.1f} points ({per})")
+    if cmp["ci95"] is not None:
+        lo, hi = cmp["ci95"]
+        verdict = "better" if lo > 0 else "worse" if hi < 0 else "no difference shown"
+        line += f", 95% paired-t interval over seeds [{lo:+.1f}, {hi:+.1f}]: {verdict}"
+    return line + "\n"

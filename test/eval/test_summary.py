@@ -90,3 +90,40 @@ def test_gain_intervals_tell_noise_from_a_real_shortfall(tmp_path):
     assert "+8.5 [+6.0, +10.8]" in text
     assert f"below the target beyond test-set noise (whole 95% interval under +10.0): {short}" \
         in text
+
+
+def test_compare_pairs_studies_by_seed_with_a_paired_t_interval(tmp_path):
+    from espnet2.eval.summary import compare, format_comparison
+
+    def study(tag, gains):  # random init 0.70 for every seed; gains in points
+        return read_runs([_report(tmp_path / f"{tag}{s}.json", 0.70 + g / 100, 0.70,
+                                  name=f"ssl_{tag}_seed{s}") for s, g in gains])
+
+    variant = study("v", [(3, 12.0), (0, 10.0), (1, 11.0)])  # listed out of seed order
+    base = study("b", [(0, 8.0), (1, 10.0), (3, 9.0), (7, 1.0)])  # an extra seed is ignored
+    cmp = compare(variant, base)
+    assert cmp["seeds"] == ["3", "0", "1"]
+    assert cmp["diffs"] == pytest.approx([3.0, 2.0, 1.0])
+    assert cmp["mean_diff"] == pytest.approx(2.0)
+    half = 4.303 * 1.0 / 3 ** 0.5  # t_{0.975, 2} * s_d / sqrt(n), s_d = 1
+    assert cmp["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert "[-0.5, +4.5]: no difference shown" in format_comparison(cmp)
+    better = compare(study("w", [(0, 12.0), (1, 12.5), (3, 13.0)]), base)
+    assert better["ci95"][0] > 0 and format_comparison(better).rstrip().endswith("better")
+    with pytest.raises(ValueError, match=r"no run for seed\(s\) \['5'\]"):
+        compare(study("x", [(5, 1.0)]), base)
+    plain = read_runs([_report(tmp_path / "p.json", 0.8, 0.7)])  # no _seed suffix: by position
+    assert compare(plain, plain)["ci95"] is None and compare(plain, plain)["mean_diff"] == 0
+    with pytest.raises(ValueError, match="cannot pair 1 runs with 4"):
+        compare(plain, base)
+
+
+def test_cli_baseline_comparison(tmp_path, capsys):
+    a = [_report(tmp_path / f"a{s}.json", 0.9, 0.7, name=f"ssl_a_seed{s}") for s in (0, 1)]
+    b = [_report(tmp_path / f"b{s}.json", 0.8 + s / 100, 0.7, name=f"ssl_b_seed{s}")
+         for s in (0, 1)]
+    js = tmp_path / "s.json"
+    assert probe_summary.main([*map(str, a), "--baseline", *map(str, b), "--json", str(js)]) == 0
+    assert "paired by seed (2 pairs): gain difference mean +9.5" in capsys.readouterr().out
+    assert json.loads(js.read_text())["vs_baseline"]["diffs"] == pytest.approx([10.0, 9.0])
+    assert probe_summary.main([str(a[0]), "--baseline", str(tmp_path / "none.json")]) == 2
