@@ -169,7 +169,7 @@ def _task_report(results: list[ProbeResult], classes: list[str], targets: np.nda
         "paired_differences": paired,
         "predictions": {"utts": list(test_utts), "groups": [str(g) for g in groups],
                         "targets": [int(v) for v in targets],
-                        **{n: selected[n].test_pred for n in names}},
+                        "by_probe": {n: selected[n].test_pred for n in names}},
     }
 
 
@@ -213,10 +213,9 @@ def write_report(report: dict, output_dir: Path) -> None:
         pred = rep.get("predictions")
         if not pred:
             continue
-        names = [k for k in pred if k not in ("utts", "groups", "targets")]
-        cls = rep["classes"]
+        by_probe, cls = pred["by_probe"], rep["classes"]
         with atomic_write(output_dir / f"{task}_predictions.tsv") as f:
-            f.write("\t".join(["utt", "group", "target", *names]) + "\n")
+            f.write("\t".join(["utt", "group", "target", *by_probe]) + "\n")
             for i, utt in enumerate(pred["utts"]):
                 f.write("\t".join([utt, pred["groups"][i], cls[pred["targets"][i]],
-                                   *(cls[pred[n][i]] for n in names)]) + "\n")
+                                   *(cls[p[i]] for p in by_probe.values())]) + "\n")

@@ -6,7 +6,8 @@ a_n, b_n in {0, 1} of probes A and B::
     Δ = (1/N) Σ_n (a_n − b_n)                      (the difference of the two test accuracies)
 
 * **Paired bootstrap, stratified by group** (:func:`paired_bootstrap_ci`): each of R resamples
-  draws N_g utterances with replacement inside every group g, and recomputes Δ* on them. The
+  draws N_g utterances with replacement inside every group g, and recomputes Δ* on them (drawn
+  as multinomial counts of the per-utterance differences +1 / −1 / 0, which is the same). The
   interval is the (α/2, 1 − α/2) percentiles of the R values of Δ*. Pairing keeps the
   utterances both probes get wrong (or right) from widening the interval, and stratifying
   keeps every speaker's share of the test set fixed.
@@ -62,7 +63,11 @@ def paired_bootstrap_ci(
     totals = np.zeros(resamples, dtype=np.int64)
     for g in sorted(set(groups.tolist())):
         dg = d[groups == g]
-        totals += dg[rng.integers(0, dg.size, size=(resamples, dg.size))].sum(axis=1)
+        # N_g draws with replacement from values in {+1, -1, 0}: only how many of each were
+        # drawn matters, so draw those counts (same distribution, O(R) memory, not O(R N_g))
+        p = np.array([(dg == 1).sum(), (dg == -1).sum(), (dg == 0).sum()]) / dg.size
+        counts = rng.multinomial(dg.size, p, size=resamples)  # (R, 3)
+        totals += counts[:, 0] - counts[:, 1]
     low, high = np.quantile(totals / n, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 

@@ -137,7 +137,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 
 def _seed(model: str) -> str | None:
-    head, sep, tail = model.rpartition("_seed")
+    _, sep, tail = model.rpartition("_seed")
     return tail if sep and tail.isdigit() else None
 
 

@@ -135,6 +135,9 @@ class ESPnetSSLModel(torch.nn.Module):
             problems.append("a loss needs masking but no Masking util was given (util: mask)")
         if self.needs_teacher and ema is None:
             problems.append("a loss needs an EMA teacher but none was given (util: ema)")
+        blocks = encoder.num_layers()
+        problems += [f"loss '{name}': {p} (fix its conf, or the encoder's num_blocks)"
+                     for name, loss in self.losses.items() for p in loss.layer_problems(blocks)]
         if problems:
             raise ValueError("ESPnetSSLModel: " + "; ".join(problems))
 

@@ -283,12 +283,6 @@ class SSLTask(AbsTask):
         conf = _filled(args.encoder_conf, "input_size", size, "encoder_conf")
         encoder = _construct("encoder", args.encoder, encoder_choices.get_class(args.encoder), conf)
         losses, tokens = cls.build_losses(args, encoder.output_size())
-        blocks = encoder.num_layers()
-        problems = [f"loss[{i}] '{name}': {p}" for i, (name, loss, _) in enumerate(losses)
-                    for p in loss.layer_problems(blocks)]
-        if problems:
-            raise ConfigError("; ".join(problems) + " (fix the loss conf, or encoder_conf "
-                              "num_blocks)")
         utils = {}
         for u in required_utils(args.loss, args.util):
             util_cls = util_choices.get_class(u["name"])
@@ -297,11 +291,14 @@ class SSLTask(AbsTask):
                                            {"encoder_embed_dim": size, **u["conf"]})
             else:
                 utils["ema"] = _construct("util", u["name"], partial(util_cls, encoder), u["conf"])
-        model = ESPnetSSLModel(
-            frontend=frontend, specaug=specaug, normalize=normalize, preencoder=preencoder,
-            encoder=encoder, losses=losses, masker=utils.get("mask"), ema=utils.get("ema"),
-            token_list=tokens, mixer=mixer,
-        )
+        try:  # the model's own checks (e.g. a loss needing more blocks) are option problems
+            model = ESPnetSSLModel(
+                frontend=frontend, specaug=specaug, normalize=normalize, preencoder=preencoder,
+                encoder=encoder, losses=losses, masker=utils.get("mask"), ema=utils.get("ema"),
+                token_list=tokens, mixer=mixer,
+            )
+        except ValueError as e:
+            raise ConfigError(f"{e}; fix the YAML or the command line") from e
         if args.init is not None:
             initialize(model, args.init)
         return model

@@ -181,7 +181,7 @@ def test_report_pairs_selected_probes_with_interval_and_mcnemar(tmp_path):
     assert pred["utts"] == test.utts and pred["groups"] == test.speakers.tolist()
     sel = {r["name"]: r for r in rep["results"] if r["selected"]}
     for name, r in sel.items():  # the stored predictions reproduce the reported accuracy
-        acc = np.mean(np.array(pred[name]) == np.array(pred["targets"]))
+        acc = np.mean(np.array(pred["by_probe"][name]) == np.array(pred["targets"]))
         assert acc == pytest.approx(r["test_acc"])
     assert list(rep["paired_differences"]) == ["spec - noise"]  # each pair once
     diff = rep["paired_differences"]["spec - noise"]
@@ -199,4 +199,4 @@ def test_report_pairs_selected_probes_with_interval_and_mcnemar(tmp_path):
     assert lines[0].split("\t") == ["utt", "group", "target", "spec", "noise"]
     first = lines[1].split("\t")
     assert first[:3] == [test.utts[0], "d", test.labels[0]]
-    assert first[3] == rep["classes"][pred["spec"][0]]
+    assert first[3] == rep["classes"][pred["by_probe"]["spec"][0]]

@@ -172,6 +172,11 @@ def test_missing_pieces_are_reported():
     with pytest.raises(ValueError, match="masking.*EMA teacher"):
         ESPnetSSLModel(TinyFrontend(), None, None, TinyPreEncoder(), TinyEncoder(),
                        [DinoSRLoss(16, num_codebooks=2, codebook_size=4)])
+    blocks = TinyEncoder().num_layers()
+    with pytest.raises(ValueError, match=rf"loss 'hubert': layers=\[{blocks}\]: .* out of "
+                       rf"range for an encoder with {blocks} blocks"):
+        ESPnetSSLModel(TinyFrontend(), None, None, TinyPreEncoder(), TinyEncoder(),
+                       [HuBERTLoss(16, 4, final_dim=4, layers=[blocks])], masker=Masking(16))
     model = tiny_model()
     batch = tiny_batch()
     with pytest.raises(ValueError, match="text"):
