@@ -35,13 +35,21 @@ def num_jobs(nj: int, train_dir: Path, valid_dir: Path) -> int:
 def job_command(
     train_dir: Path, valid_dir: Path, logdir: Path, with_text: bool, extra: list[str]
 ) -> list[str]:
-    """The per-job ``ssl_train --collect_stats true`` command (``JOB`` substituted later)."""
+    """The per-job ``ssl_train --collect_stats true`` command (``JOB`` substituted later).
+
+    One torch thread per job: the ``nj`` jobs start together, so none can see the others' load,
+    and each would take every CPU (stage 6 of the FSDD recipe on 2 vCPUs, 9,200 utterances in
+    2 jobs: 13-85 s with 2 threads a job, spinning against each other; 4.5 s with 1). The
+    parallelism is ``nj``; ``extra`` may override.
+    """
     argv = [
         sys.executable,
         "-m",
         "espnet2.bin.ssl_train",
         "--collect_stats",
         "true",
+        "--num_threads",
+        "1",
         "--use_preprocessor",
         "true",
         "--normalize",

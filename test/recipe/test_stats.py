@@ -34,3 +34,16 @@ def test_job_command_streams_and_job_placeholder(tmp_path):
     assert text.endswith("--output_dir L/stats.JOB --config c.yaml")
     no_text = " ".join(stats.job_command(Path("T"), Path("V"), Path("L"), False, []))
     assert "text,text,text" not in no_text
+
+
+def test_job_command_runs_each_parallel_job_on_one_thread():
+    """The nj jobs start together and cannot see each other's load: one torch thread each,
+    unless the caller's extra arguments (parsed last, so they win) say otherwise."""
+    from espnet2.tasks.ssl import SSLTask
+
+    cmd = stats.job_command(Path("T"), Path("V"), Path("L"), False, [])
+    i = cmd.index("--num_threads")
+    assert cmd[i + 1] == "1"
+    user = stats.job_command(Path("T"), Path("V"), Path("L"), False, ["--num_threads", "3"])
+    args = SSLTask.get_parser().parse_known_args(user[3:])[0]
+    assert args.num_threads == 3
