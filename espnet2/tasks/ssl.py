@@ -194,7 +194,9 @@ class SSLTask(AbsTask):
                        choices=["word", "bpe", "char", "phn"])
         g.add_argument("--init", type=cfg.str_or_none, default=None,
                        choices=[None, "xavier_uniform", "xavier_normal", "kaiming_uniform",
-                                "kaiming_normal"], help="extra initialisation (none: modules' own)")
+                                "kaiming_normal", "bert"],
+                       help="extra initialisation (none: modules' own; bert: N(0, 0.02) for "
+                            "the encoder's linear layers, as fairseq)")
         g.add_argument("--input_size", type=int_or_none, default=None,
                        help="only none is supported (raw audio through the frontend)")
         g.add_argument("--num_classes", type=int_or_none, default=None,
@@ -423,15 +425,33 @@ def _filled(conf: dict, key: str, value: int, where: str) -> dict:
 
 
 def initialize(model, method: str) -> None:
-    """Re-initialise weight matrices with ``method``; biases to zero. Norm layers untouched."""
-    import torch
+    """Re-initialise the weights of linear, convolution and embedding layers; biases to zero.
 
+    ``xavier_*`` / ``kaiming_*``: every such layer of the model. ``bert``: N(0, 0.02) for the
+    encoder's linear and embedding layers only (fairseq ``init_bert_params``, which wav2vec 2.0,
+    HuBERT and data2vec apply to their transformer; the convolutional positional embedding
+    keeps its own initialisation). A weight-normalised layer keeps its magnitude ``g`` and
+    gets a new direction ``v``. Norm layers, codebooks and buffers are untouched.
+    """
+    import torch
+    from torch.nn.utils import parametrize
+
+    layers = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
     fn = {"xavier_uniform": torch.nn.init.xavier_uniform_,
           "xavier_normal": torch.nn.init.xavier_normal_,
           "kaiming_uniform": lambda w: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu"),
-          "kaiming_normal": lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu")}[method]
-    for name, p in model.named_parameters():
-        if p.dim() > 1:
-            fn(p.data)
-        elif name.endswith(".bias"):
-            p.data.zero_()
+          "kaiming_normal": lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu"),
+          "bert": lambda w: torch.nn.init.normal_(w, mean=0.0, std=0.02)}[method]
+    root = model.encoder if method == "bert" else model
+    if method == "bert":
+        layers = (torch.nn.Linear, torch.nn.Embedding)
+    with torch.no_grad():
+        for module in root.modules():
+            if not isinstance(module, layers):
+                continue
+            if parametrize.is_parametrized(module, "weight"):
+                fn(module.parametrizations.weight.original1)  # direction; g is kept
+            else:
+                fn(module.weight)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()

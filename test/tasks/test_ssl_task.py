@@ -179,3 +179,33 @@ def test_init_param_and_freeze_param(tmp_path, token_list):
     assert all(p.requires_grad for p in dst.preencoder.parameters())
     with pytest.raises(ConfigError, match="matches no parameter"):
         freeze_parameters(dst, ["frontnd"])
+
+
+@pytest.mark.parametrize("method", ["bert", "xavier_uniform"])
+def test_init_methods_keep_weight_norm_magnitude(method, token_list):
+    """``--init``: bert = N(0, 0.02) on the encoder's linear layers only (fairseq
+    init_bert_params); every method keeps a weight-normalised layer's magnitude g."""
+    base = tiny_args(extra=["--token_list", token_list, "--encoder_conf",
+                            "{output_size: 64, linear_units: 256}"])
+    torch.manual_seed(0)
+    plain = SSLTask.build_model(SSLTask.parse_args(base))
+    torch.manual_seed(0)
+    model = SSLTask.build_model(SSLTask.parse_args([*base, "--init", method]))
+    pos = "pos_conv.conv.parametrizations.weight."
+    g = model.encoder.get_parameter(pos + "original0")
+    assert torch.equal(g, plain.encoder.get_parameter(pos + "original0"))  # magnitude kept
+    v = pos + "original1"
+    changed = not torch.equal(model.encoder.get_parameter(v), plain.encoder.get_parameter(v))
+    assert changed == (method != "bert")  # bert leaves the positional conv alone
+    w = model.encoder.get_parameter("encoders.0.feed_forward.w_1.weight")  # (256, 64)
+    b = model.encoder.get_parameter("encoders.0.feed_forward.w_1.bias")
+    assert not torch.equal(w, plain.encoder.get_parameter("encoders.0.feed_forward.w_1.weight"))
+    assert torch.count_nonzero(b) == 0
+    if method == "bert":
+        assert abs(float(w.detach().std()) - 0.02) < 0.002
+        for name, p in model.preencoder.named_parameters():  # outside the encoder: untouched
+            assert torch.equal(p, plain.preencoder.get_parameter(name))
+    else:  # xavier: U(±sqrt(6 / (fan_in + fan_out)))
+        assert float(w.detach().abs().max()) <= (6 / (64 + 256)) ** 0.5
+        assert not torch.equal(model.preencoder.linear_out.weight,
+                               plain.preencoder.linear_out.weight)
