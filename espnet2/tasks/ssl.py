@@ -73,6 +73,7 @@ loss_choices = ClassChoices("loss", {
     "hubert": "espnet2.ssl.loss.hubert:HuBERTLoss",
     "dinosr": "espnet2.ssl.loss.dinosr:DinoSRLoss",
     "data2vec": "espnet2.ssl.loss.data2vec:Data2VecLoss",
+    "utt_dino": "espnet2.ssl.loss.utt_dino:UtteranceDINOLoss",
 }, type_check=AbsSSLLoss, default="hubert")
 util_choices = ClassChoices("util", {
     "mask": "espnet2.ssl.utils.mask:Masking",

@@ -27,6 +27,8 @@ LOSSES = {
     "hubert": "[{name: hubert, conf: {final_dim: 8}}]",
     "dinosr": "[{name: dinosr, conf: {num_codebooks: 2, codebook_size: 4}}]",
     "data2vec": "[{name: data2vec, conf: {average_top_k_layers: 2}}]",
+    "utt_dino": "[{name: hubert, conf: {final_dim: 8}}, {name: utt_dino, conf: "
+    "{num_prototypes: 8, hidden_dim: 16, bottleneck_dim: 8}, weight: 4.0}]",
 }
 
 
