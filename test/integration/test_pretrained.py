@@ -114,13 +114,20 @@ def test_random_init_baseline_is_the_runs_starting_point(tmp_path):
     assert not all(torch.equal(other[k], v) for k, v in start.items())
 
 
+def _label_train_set(root, labels, prefix=""):
+    """Two classes alternating over the tiny train set, 3 utterances per speaker; returns the
+    train dir (its utt2spk rewritten) and writes ``utt label`` lines to ``labels``."""
+    d = root / "data" / "train"
+    utts = list(read_kv(d / "wav.scp"))
+    labels.write_text("".join(f"{u} {prefix}{i % 2}\n" for i, u in enumerate(utts)))
+    (d / "utt2spk").write_text("".join(f"{u} s{i // 3}\n" for i, u in enumerate(utts)))
+    return d
+
+
 def test_probe_cli_writes_report(trained, tmp_path):
     root, exp = trained
     # utterance labels + speakers: 2 "speakers" x 2 classes in train, 1 unseen speaker in test
-    d = root / "data" / "train"
-    utts = list(read_kv(d / "wav.scp"))
-    (tmp_path / "train_labels").write_text("".join(f"{u} {i % 2}\n" for i, u in enumerate(utts)))
-    (d / "utt2spk").write_text("".join(f"{u} s{i // 3}\n" for i, u in enumerate(utts)))
+    d = _label_train_set(root, tmp_path / "train_labels")
     v = root / "data" / "valid"
     vutts = list(read_kv(v / "wav.scp"))
     (tmp_path / "test_labels").write_text("".join(f"{u} {i % 2}\n" for i, u in enumerate(vutts)))
@@ -171,3 +178,25 @@ def test_load_model_accepts_a_model_file(trained):
     assert exp_dir == exp
     for (n, a), (_, b) in zip(by_file.state_dict().items(), by_dir.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+def test_supervised_cli_writes_an_exp_dir_the_probe_can_read(trained, tmp_path):
+    from espnet2.bin import ssl_supervised
+    from espnet2.ssl.pretrained import build_initial_model
+
+    root, exp = trained
+    d = _label_train_set(root, tmp_path / "labels", prefix="c")
+    out = tmp_path / "sup"
+    ssl_supervised.main(["--exp_dir", str(exp), "--train_dir", str(d), "--train_labels",
+                         str(tmp_path / "labels"), "--output_dir", str(out), "--fs", "8000",
+                         "--seed", "4", "--epochs", "2", "--batch_size", "3"])
+    info = json.loads((out / "supervised.json").read_text())
+    assert info["classes"] == ["c0", "c1"] and len(info["epoch_losses"]) == 2
+    model, config, exp_dir = load_model(out, "supervised.pth")
+    assert exp_dir == out and config["seed"] == 4
+    start = build_initial_model(config).state_dict()
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, start[k])]
+    assert any(k.startswith("encoder.") for k in moved)
+    with pytest.raises(SystemExit, match="config.yaml not found"):
+        ssl_supervised.main(["--exp_dir", str(tmp_path), "--train_dir", str(d), "--train_labels",
+                             str(tmp_path / "labels"), "--output_dir", str(tmp_path / "x")])
