@@ -153,3 +153,35 @@ def test_teacher_head_starts_from_the_student_head_after_reinit_but_not_after_re
     resumed(_record())
     torch.testing.assert_close(resumed.teacher_head.mlp[0].weight,
                                saved["teacher_head.mlp.0.weight"])
+
+
+def _ddp_worker(out_dir):
+    from espnet2.train.distributed import destroy, init_distributed
+
+    torch.set_num_threads(1)
+    info = init_distributed(ngpu=0, timeout_s=60)
+    try:
+        loss = _loss(center_momentum=0.5).train()
+        rec = _record(B=2 + info.rank, lengths=(10, 6, 3)[: 2 + info.rank], seed=info.rank)
+        loss(rec)
+        torch.save(loss.center.clone(), f"{out_dir}/center{info.rank}.pt")
+    finally:
+        destroy()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_centre_is_averaged_over_every_ranks_utterances(tmp_path):
+    """Under DDP the centre moves to the mean teacher logit of all ranks' utterances (2 + 3
+    here), the same on every rank, as one process seeing the whole batch would."""
+    from espnet2.train.distributed import spawn_workers
+
+    spawn_workers(_ddp_worker, 2, str(tmp_path))
+    c0, c1 = (torch.load(tmp_path / f"center{r}.pt") for r in (0, 1))
+    torch.testing.assert_close(c0, c1)
+    loss = _loss()
+    z = []
+    for rank in (0, 1):
+        rec = _record(B=2 + rank, lengths=(10, 6, 3)[: 2 + rank], seed=rank)
+        z.append(loss.teacher_head(masked_mean(rec.teacher_hidden_states[-1], rec.lengths)))
+    torch.testing.assert_close(c0, 0.5 * torch.cat(z).mean(0).detach())
