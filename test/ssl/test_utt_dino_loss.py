@@ -71,14 +71,14 @@ def test_centre_is_an_ema_of_teacher_logits_in_training_only():
 
 def test_teacher_head_follows_the_student_head_by_its_decay():
     loss = _loss(head_decay=0.9)
-    before = {k: v.clone() for k, v in loss.teacher_head.state_dict().items()}
+    before = {k: v.clone() for k, v in loss.teacher_head.model.state_dict().items()}
     with torch.no_grad():
         for p in loss.head.parameters():
             if p.requires_grad:
                 p.add_(1.0)
     loss.after_optimizer_step(1)
     student = loss.head.state_dict()
-    for k, v in loss.teacher_head.state_dict().items():
+    for k, v in loss.teacher_head.model.state_dict().items():
         torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * student[k])
     trainable = {n for n, p in loss.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("head.") for n in trainable)
@@ -138,21 +138,21 @@ def test_teacher_head_starts_from_the_student_head_after_reinit_but_not_after_re
             p.normal_()
     loss.eval()
     loss(_record())  # validation does not sync
-    assert not torch.equal(loss.teacher_head.mlp[0].weight, loss.head.mlp[0].weight)
+    assert not torch.equal(loss.teacher_head.model.mlp[0].weight, loss.head.mlp[0].weight)
     loss.train()
     loss(_record())
-    for k, v in loss.teacher_head.state_dict().items():
+    for k, v in loss.teacher_head.model.state_dict().items():
         torch.testing.assert_close(v, loss.head.state_dict()[k])
     # a resumed run keeps its checkpointed teacher head
     with torch.no_grad():
-        loss.teacher_head.mlp[0].weight.add_(1.0)
+        loss.teacher_head.model.mlp[0].weight.add_(1.0)
     saved = {k: v.clone() for k, v in loss.state_dict().items()}
     resumed = _loss()
     resumed.load_state_dict(saved)
     resumed.train()
     resumed(_record())
-    torch.testing.assert_close(resumed.teacher_head.mlp[0].weight,
-                               saved["teacher_head.mlp.0.weight"])
+    torch.testing.assert_close(resumed.teacher_head.model.mlp[0].weight,
+                               saved["teacher_head.model.mlp.0.weight"])
 
 
 def _ddp_worker(out_dir):

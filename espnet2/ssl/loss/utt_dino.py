@@ -11,13 +11,12 @@ reads. The loss is meant to be added to a frame-level one (the ``loss`` list tak
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
 from espnet2.eval.pooling import masked_mean
 from espnet2.ssl.loss.abs_loss import AbsSSLLoss, LossNeeds, LossOutput, SSLForwardRecord
+from espnet2.ssl.utils.ema import EMATeacher
 
 
 class DINOHead(torch.nn.Module):
@@ -100,15 +99,14 @@ class UtteranceDINOLoss(AbsSSLLoss):
         if problems:
             raise ValueError("UtteranceDINOLoss: " + "; ".join(problems))
         self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)
-        self.center_momentum, self.head_decay = float(center_momentum), float(head_decay)
+        self.center_momentum = float(center_momentum)
         self.layer = int(layer)
         self.head = DINOHead(encoder_output_size, hidden_dim, bottleneck_dim, num_prototypes)
-        self.teacher_head = copy.deepcopy(self.head).requires_grad_(False)
+        # ḡ: the model's EMA mechanism with a constant decay, copied from g at the first
+        # training forward (after any --init), kept on resume
+        self.teacher_head = EMATeacher(self.head, ema_decay=head_decay, ema_end_decay=head_decay,
+                                       ema_anneal_end_step=0, skip_keys=())
         self.register_buffer("center", torch.zeros(num_prototypes))
-        # ḡ is copied from g at the first training forward (the model may be re-initialised
-        # with --init, or loaded, after this loss was built); checkpoints keep the flag
-        self.register_buffer("teacher_synced", torch.zeros((), dtype=torch.bool))
-        self._synced = False  # python mirror: no device sync per forward
 
     def layer_problems(self, num_layers: int) -> list[str]:
         if -num_layers <= self.layer < num_layers:
@@ -119,12 +117,11 @@ class UtteranceDINOLoss(AbsSSLLoss):
     def forward(self, record: SSLForwardRecord) -> LossOutput:
         if record.teacher_hidden_states is None:
             raise ValueError("UtteranceDINOLoss needs the EMA teacher's hidden states")
-        if self.training and not self._synced:
-            self._sync_teacher_head()
+        if self.training and not self.teacher_head.is_synced():
+            self.teacher_head.sync_(self.head)
         lens = record.lengths
         s = masked_mean(record.hidden_states[self.layer].float(), lens)  # (B, D)
         with torch.no_grad():
-            self.teacher_head.eval()
             t = masked_mean(record.teacher_hidden_states[self.layer].float(), lens)
             z_t = self.teacher_head(t)
             p_t = torch.softmax((z_t - self.center) / self.teacher_temp, dim=-1)  # (B, K)
@@ -139,19 +136,6 @@ class UtteranceDINOLoss(AbsSSLLoss):
         stats = {"loss": loss.detach(), "teacher_ppl": ppl, "agree": agree}
         return LossOutput(loss=loss, stats=stats, weight=torch.tensor(float(s.size(0))))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "teacher_synced"
-        if key not in state_dict:  # a checkpoint written before the flag: trained, so synced
-            state_dict[key] = torch.ones((), dtype=torch.bool)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @torch.no_grad()
-    def _sync_teacher_head(self) -> None:
-        if not bool(self.teacher_synced):
-            self.teacher_head.load_state_dict(self.head.state_dict())
-            self.teacher_synced.fill_(True)
-        self._synced = True
-
     @torch.no_grad()
     def _update_center(self, z_t: torch.Tensor) -> None:
         batch = torch.stack([z_t.sum(0), z_t.new_full((z_t.size(1),), float(z_t.size(0)))])
@@ -160,8 +144,5 @@ class UtteranceDINOLoss(AbsSSLLoss):
         mean = batch[0] / batch[1].clamp(min=1.0)
         self.center.mul_(self.center_momentum).add_(mean, alpha=1.0 - self.center_momentum)
 
-    @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
-        t = [p for p in self.teacher_head.parameters()]
-        s = [p.detach() for p in self.head.parameters()]
-        torch._foreach_lerp_(t, s, 1.0 - self.head_decay)  # ḡ ← λ ḡ + (1 − λ) g
+        self.teacher_head.step(self.head, step)  # ḡ ← λ ḡ + (1 − λ) g
