@@ -28,6 +28,17 @@ def masked_mean_std(hs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 POOLINGS = {"mean": masked_mean, "meanstd": masked_mean_std}
 
 
+def pad_waves(
+    waves: Sequence[np.ndarray], index: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``waves[i]`` for i in ``index`` -> zero-padded (B, N) float32 batch and (B,) lengths."""
+    lens = torch.tensor([len(waves[i]) for i in index])
+    speech = torch.zeros(len(index), int(lens.max()))
+    for row, i in enumerate(index):
+        speech[row, : lens[row]] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
+    return speech, lens
+
+
 @torch.no_grad()
 def pooled_layer_features(
     extract: Callable[[torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], torch.Tensor]],
@@ -50,10 +61,7 @@ def pooled_layer_features(
     out: list[np.ndarray | None] = [None] * len(waves)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        lens = torch.tensor([len(waves[i]) for i in idx])
-        speech = torch.zeros(len(idx), int(lens.max()))
-        for row, i in enumerate(idx):
-            speech[row, : lens[row]] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
+        speech, lens = pad_waves(waves, idx)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             hs, hlens = extract(speech.to(device), lens.to(device))
         pooled = torch.stack([pool(h.float(), hlens) for h in hs], dim=1)  # (B, L, D')

@@ -22,17 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from espnet2.eval.pooling import masked_mean
+from espnet2.eval.pooling import masked_mean, pad_waves
 
 logger = logging.getLogger(__name__)
-
-
-def _batch(waves: Sequence[np.ndarray], index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    lens = torch.tensor([len(waves[i]) for i in index])
-    x = torch.zeros(len(index), int(lens.max()))
-    for row, i in enumerate(index):
-        x[row, : len(waves[i])] = torch.from_numpy(np.asarray(waves[i], dtype=np.float32))
-    return x, lens
 
 
 def train_supervised(
@@ -65,7 +57,7 @@ def train_supervised(
         order, total = rng.permutation(len(waves)), 0.0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            x, lens = _batch(waves, index)
+            x, lens = pad_waves(waves, index)
             (h,), hlens = model.extract_features(x, lens, layers=[-1])  # SpecAug: train mode
             loss = torch.nn.functional.cross_entropy(head(masked_mean(h, hlens)), y[index])
             opt.zero_grad()

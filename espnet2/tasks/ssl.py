@@ -437,15 +437,16 @@ def initialize(model, method: str) -> None:
     import torch
     from torch.nn.utils import parametrize
 
-    layers = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d)
     fn = {"xavier_uniform": torch.nn.init.xavier_uniform_,
           "xavier_normal": torch.nn.init.xavier_normal_,
           "kaiming_uniform": lambda w: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu"),
           "kaiming_normal": lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu"),
           "bert": lambda w: torch.nn.init.normal_(w, mean=0.0, std=0.02)}[method]
-    root = model.encoder if method == "bert" else model
     if method == "bert":
-        layers = (torch.nn.Linear, torch.nn.Embedding)
+        root, layers = model.encoder, (torch.nn.Linear, torch.nn.Embedding)
+    else:
+        root, layers = model, (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d,
+                               torch.nn.Conv2d)
     with torch.no_grad():
         for module in root.modules():
             if not isinstance(module, layers):
