@@ -38,9 +38,9 @@ def job_command(
     """The per-job ``ssl_train --collect_stats true`` command (``JOB`` substituted later).
 
     One torch thread per job: the ``nj`` jobs start together, so none can see the others' load,
-    and each would take every CPU (stage 6 of the FSDD recipe on 2 vCPUs, 9,200 utterances in
-    2 jobs: 13-85 s with 2 threads a job, spinning against each other; 4.5 s with 1). The
-    parallelism is ``nj``; ``extra`` may override.
+    and each would take every CPU, spinning against the others (``bench/bench_stats.py``, 2
+    vCPUs, 2 jobs: x3.2 slower with 2 threads a job than with 1; the FSDD recipe's stage 6 took
+    13-85 s before, 5 s after). The parallelism is ``nj``; ``extra`` may override.
     """
     argv = [
         sys.executable,

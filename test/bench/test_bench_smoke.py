@@ -73,6 +73,11 @@ def test_bench_rss_drift_smoke(capsys):
     assert {"rss_drift"} <= set(found) and out.count("ratio rss_drift") == 3, out
 
 
+def test_bench_stats_smoke(capsys):
+    out, found = run_smoke("bench_stats", capsys)
+    assert [k for k in found if k.startswith("all_cpus_t") and k.endswith("/one_thread")], out
+
+
 def test_bench_gpu_smoke_on_cpu(capsys):
     out, found = run_smoke("bench_gpu", capsys)
     assert re.search(r"hubert_\S+_eager: .* s/step", out) and "dinosr_" in out, out
